@@ -1,0 +1,32 @@
+"""andon: serve Python agents over A2A, where cancel means stop."""
+
+from andon.embedded import open_service
+from andon.runtime.agent import Agent, Skill
+from andon.runtime.context import (
+    CommandFailed,
+    CommandResult,
+    SyncTaskContext,
+    TaskContext,
+    TaskFailed,
+)
+from andon.runtime.scope import CancelMode, TaskCancelled
+from andon.runtime.supervisor import RuntimeSettings
+from andon.service import ContextPolicy, Principal, ServiceSettings, TaskService
+
+__all__ = [
+    "Agent",
+    "CancelMode",
+    "CommandFailed",
+    "CommandResult",
+    "ContextPolicy",
+    "Principal",
+    "RuntimeSettings",
+    "ServiceSettings",
+    "Skill",
+    "SyncTaskContext",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskFailed",
+    "TaskService",
+    "open_service",
+]

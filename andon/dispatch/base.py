@@ -1,0 +1,38 @@
+"""The dispatcher contract: hand attempts to workers, carry cancel and answer signals."""
+
+from __future__ import annotations
+
+import abc
+
+from andon.protocol.types import Message
+from andon.runtime.scope import CancelMode
+
+
+class Dispatcher(abc.ABC):
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop taking new attempts (running ones are ended by the service first)."""
+
+    @abc.abstractmethod
+    async def dispatch(self, task_id: str, context_id: str, *, serial: bool = False) -> None:
+        """Queue the task to start. `serial`: start only after the context's earlier
+        serial tasks have ended (the `enqueue` context policy)."""
+
+    @abc.abstractmethod
+    async def cancel(self, task_id: str, epoch: int | None, reason: str, mode: CancelMode) -> None:
+        """Signal the attempt `epoch` of the task to stop (ignored by any other attempt)."""
+
+    @abc.abstractmethod
+    async def answer(self, task_id: str, epoch: int | None, message: Message) -> None:
+        """Deliver the user's answer to the attempt waiting in input-required."""
+
+    @abc.abstractmethod
+    def running(self) -> list[str]:
+        """Task ids with an attempt running in this process."""
+
+    @abc.abstractmethod
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no attempt runs here; False if some still run after `timeout`."""

@@ -1,0 +1,99 @@
+"""Child processes that die with their task: every command runs in its own process
+group, and teardown signals the whole group (SIGTERM, grace, SIGKILL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+_POLL_FIRST = 0.0005
+_POLL_MAX = 0.02
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is left in the group.
+
+    `killpg(pgid, 0)` also succeeds for zombies that nobody reaped (in a container the
+    init process may never reap orphans), so a hit is confirmed from /proc.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return bool(live_members(pgid))
+
+
+def live_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append(int(entry))
+    return members
+
+
+async def wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while group_alive(pgid):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, _POLL_MAX)
+    return True
+
+
+@dataclass
+class ProcessGroups:
+    """The process groups one attempt started, keyed by group id, with a label each."""
+
+    groups: dict[int, str] = field(default_factory=dict)
+    killed_after_grace: int = 0
+
+    def add(self, pgid: int, label: str) -> None:
+        self.groups[pgid] = label
+
+    def discard(self, pgid: int) -> None:
+        self.groups.pop(pgid, None)
+
+    async def kill_all(self, grace: float) -> list[str]:
+        """SIGTERM every group, wait up to `grace`, SIGKILL what is left.
+
+        Returns the labels of groups still alive after the SIGKILL (should be none).
+        """
+        if not self.groups:
+            return []
+        pending = list(self.groups.items())
+        for pgid, _ in pending:
+            _signal_group(pgid, signal.SIGTERM)
+        gone = await asyncio.gather(*(wait_group_gone(pgid, grace) for pgid, _ in pending))
+        stubborn = [
+            (pgid, label) for (pgid, label), ok in zip(pending, gone, strict=True) if not ok
+        ]
+        for pgid, _ in stubborn:
+            _signal_group(pgid, signal.SIGKILL)
+        dead = await asyncio.gather(*(wait_group_gone(pgid, 1.0) for pgid, _ in stubborn))
+        survivors = [label for (_, label), ok in zip(stubborn, dead, strict=True) if not ok]
+        self.killed_after_grace += len(stubborn)
+        self.groups.clear()
+        return survivors
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,88 @@
+"""The cancel scope of one attempt: who asked to stop, how, and whether it may still act."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator
+from enum import StrEnum
+from typing import Any
+
+
+class CancelMode(StrEnum):
+    IMMEDIATE = "immediate"
+    GRACEFUL = "graceful"
+
+
+class TaskCancelled(BaseException):
+    """Raised inside an agent at a checkpoint once its task is being cancelled.
+
+    A BaseException, like asyncio.CancelledError, so that `except Exception` in agent
+    code does not swallow it.
+    """
+
+
+class CancelScope:
+    """Cancel state shared by the attempt's coroutine, its threads and its tools.
+
+    Thread-safe to read: threads call `raise_if_cancelled` at their checkpoints.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.mode: CancelMode | None = None
+        self._requested = asyncio.Event()
+        self._immediate = asyncio.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def request(self, reason: str, mode: CancelMode) -> bool:
+        """Record a cancel; the first request wins, a later immediate one escalates."""
+        with self._lock:
+            if self.mode is None:
+                self.reason, self.mode = reason, mode
+            elif mode is CancelMode.IMMEDIATE and self.mode is CancelMode.GRACEFUL:
+                self.mode = mode
+            else:
+                return False
+        self._requested.set()
+        if self.mode is CancelMode.IMMEDIATE:
+            self._immediate.set()
+        return True
+
+    def close(self) -> None:
+        """The attempt is over: nothing done through the context is accepted any more."""
+        self._closed = True
+
+    @property
+    def requested(self) -> bool:
+        return self.mode is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def wait_requested(self) -> None:
+        await self._requested.wait()
+
+    async def wait_immediate(self) -> None:
+        await self._immediate.wait()
+
+    def raise_if_cancelled(self, *, step_boundary: bool) -> None:
+        """At a step boundary any cancel stops the agent; inside a step only an immediate
+        one does (a graceful cancel lets the current step finish)."""
+        if self._closed or self.mode is CancelMode.IMMEDIATE or (step_boundary and self.mode):
+            raise TaskCancelled(self.reason or "cancelled")
+
+
+class Stopping:
+    """`ctx.stopping`: true once a cancel was requested, and awaitable until then."""
+
+    def __init__(self, scope: CancelScope) -> None:
+        self._scope = scope
+
+    def __bool__(self) -> bool:
+        return self._scope.requested
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._scope.wait_requested().__await__()

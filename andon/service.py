@@ -1,0 +1,487 @@
+"""TaskService: the one entry for submit / get / list / cancel / subscribe / answer /
+retry. Every transport (JSON-RPC, HTTP+JSON, the web UI, the CLI through them) and
+every cancel source (users, deadlines, disconnects, operators, shutdown) calls it."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from andon.dispatch.base import Dispatcher
+from andon.protocol.errors import (
+    InvalidParams,
+    TaskNotCancelable,
+    TaskNotFound,
+    UnsupportedOperation,
+)
+from andon.protocol.types import (
+    ACTIVE_STATES,
+    Artifact,
+    CancelReason,
+    FailReason,
+    Message,
+    Part,
+    Role,
+    Task,
+    TaskState,
+    TaskStatus,
+    new_id,
+)
+from andon.runtime.scope import CancelMode
+from andon.store.base import Event, NewTask, Store, TaskRecord
+
+log = logging.getLogger("andon.service")
+
+INTERRUPTED_STATES = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
+UNFINISHED_STATES = frozenset({TaskState.SUBMITTED, *ACTIVE_STATES})
+
+
+class ContextPolicy(StrEnum):
+    """What a new task does while another task of its context is still running."""
+
+    PARALLEL = "parallel"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: Literal["user", "admin"] = "user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+SYSTEM = Principal("andon", "admin")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    cancel_wait: float = 10.0
+    """How long a cancel call waits for the task to stop before returning it as it is."""
+    context_policy: ContextPolicy = ContextPolicy.PARALLEL
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    input_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskList:
+    tasks: list[Task]
+    next_page_token: str
+    total_size: int
+    page_size: int
+
+
+@dataclass
+class CancelOutcome:
+    task_id: str
+    task: Task | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskService:
+    def __init__(
+        self, store: Store, dispatcher: Dispatcher, settings: ServiceSettings | None = None
+    ) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.settings = settings or ServiceSettings()
+        self._accepting = False
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self, *, recover: bool = True) -> None:
+        """Start dispatching. With `recover` (one process owning the store), tasks a
+        crashed process left running are failed `worker_lost`, and tasks still
+        `submitted` are dispatched again."""
+        if recover:
+            lost = await self.store.fail_unfinished(FailReason.WORKER_LOST)
+            if lost:
+                log.warning("failed %d task(s) left running by a previous process", len(lost))
+        await self.dispatcher.start()
+        self._accepting = True
+        if recover:
+            for task_id in await self.store.submitted_ids():
+                record = await self.store.get_task(task_id)
+                if record is not None:
+                    await self.dispatcher.dispatch(task_id, record.context_id)
+
+    async def shutdown(self, drain: float = 0.0) -> None:
+        """Stop taking tasks, let running ones finish for `drain` seconds, then cancel
+        what is left with reason `shutdown`. Queued tasks stay `submitted`."""
+        self._accepting = False
+        if drain > 0:
+            await self.dispatcher.wait_idle(drain)
+        running = self.dispatcher.running()
+        if running:
+            await asyncio.gather(*(self._cancel_quietly(t, CancelReason.SHUTDOWN) for t in running))
+        await self.dispatcher.stop()
+
+    # -- submit ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        message: Message,
+        principal: Principal,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> TaskRecord:
+        """Start a task for the message — or, when the message names a task waiting for
+        input, answer it. Returns the task as stored."""
+        if not self._accepting:
+            raise UnsupportedOperation("the server is shutting down")
+        if not message.parts:
+            raise InvalidParams("message.parts must not be empty")
+        if message.role is not Role.USER:
+            raise InvalidParams("message.role must be user")
+        if message.task_id:
+            return await self.answer(message.task_id, principal, message)
+        options = {**(message.metadata or {}), **(metadata or {})}
+        policy = _option(
+            options, "andon.contextPolicy", ContextPolicy, self.settings.context_policy
+        )
+        named_context = message.context_id
+        context_id = named_context or new_id()
+        task_id = new_id()
+        message = message.model_copy(update={"task_id": task_id, "context_id": context_id})
+        record = await self.store.create_task(
+            NewTask(
+                id=task_id,
+                context_id=context_id,
+                owner=principal.name,
+                metadata=options,
+                retry_of=options.get("andon.retryOf"),
+                timeout=_seconds(options, "andon.timeout", self.settings.timeout),
+                idle_timeout=_seconds(options, "andon.idleTimeout", self.settings.idle_timeout),
+                input_timeout=_seconds(options, "andon.inputTimeout", self.settings.input_timeout),
+            ),
+            message.dump(),
+        )
+        if policy is ContextPolicy.PARALLEL or named_context is None:
+            await self.dispatcher.dispatch(task_id, context_id)
+            return record
+        others = [t for t in await self._unfinished_in(context_id) if t.id != task_id]
+        if policy is ContextPolicy.REJECT and others:
+            rejected = await self.store.transition(
+                task_id,
+                sources=[TaskState.SUBMITTED],
+                target=TaskState.REJECTED,
+                reason="context_busy",
+                message=_agent_text(f"context {context_id} already has a running task"),
+            )
+            return rejected or record
+        if policy is ContextPolicy.INTERRUPT and others:
+            await asyncio.gather(
+                *(self._cancel_quietly(t.id, CancelReason.SUPERSEDED) for t in others)
+            )
+        await self.dispatcher.dispatch(task_id, context_id, serial=policy is ContextPolicy.ENQUEUE)
+        return record
+
+    async def _unfinished_in(self, context_id: str) -> list[TaskRecord]:
+        page = await self.store.list_tasks(
+            context_id=context_id, states=UNFINISHED_STATES, page_size=1000
+        )
+        return page.tasks
+
+    async def answer(self, task_id: str, principal: Principal, message: Message) -> TaskRecord:
+        """The user's reply to a task in input-required: the same attempt goes on."""
+        record = await self._owned(task_id, principal)
+        if record.state.terminal:
+            raise UnsupportedOperation(
+                f"task {task_id} has ended ({record.state}); start a new one"
+            )
+        if record.state is not TaskState.INPUT_REQUIRED:
+            raise UnsupportedOperation(f"task {task_id} is not waiting for input")
+        message = message.model_copy(update={"task_id": task_id, "context_id": record.context_id})
+        await self.store.append(task_id, record.epoch, "message", message.dump())
+        moved = await self.store.transition(
+            task_id,
+            sources=[TaskState.INPUT_REQUIRED],
+            target=TaskState.WORKING,
+            epoch=record.epoch,
+        )
+        if moved is None:
+            raise UnsupportedOperation(f"task {task_id} is no longer waiting for input")
+        await self.dispatcher.answer(task_id, record.epoch, message)
+        return moved
+
+    async def retry(self, task_id: str, principal: Principal) -> TaskRecord:
+        """A new task in the same context, with the same first message, that references
+        the old one (its agent can read the old task's partial artifacts)."""
+        old = await self._owned(task_id, principal)
+        if not old.state.terminal:
+            raise UnsupportedOperation(f"task {task_id} has not ended; cancel it first")
+        first = next(e for e in await self.store.events(task_id) if e.kind == "message")
+        original = Message.model_validate(first.data)
+        message = original.model_copy(
+            update={
+                "message_id": new_id(),
+                "task_id": None,
+                "context_id": old.context_id,
+                "reference_task_ids": [task_id],
+            }
+        )
+        options = {**old.metadata, "andon.retryOf": task_id}
+        return await self.submit(message, Principal(old.owner, principal.role), metadata=options)
+
+    # -- read --------------------------------------------------------------------------
+
+    async def get(
+        self, task_id: str, principal: Principal, history_length: int | None = None
+    ) -> Task:
+        record = await self._owned(task_id, principal)
+        return task_view(record, await self.store.events(task_id), history_length)
+
+    async def view(self, record: TaskRecord, history_length: int | None = None) -> Task:
+        return task_view(record, await self.store.events(record.id), history_length)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        context_id: str | None = None,
+        states: Collection[TaskState] | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+        history_length: int | None = 0,
+        include_artifacts: bool = False,
+    ) -> TaskList:
+        if not 1 <= page_size <= 100:
+            raise InvalidParams("pageSize must be between 1 and 100")
+        if states is not None and TaskState.WORKING in states:
+            states = {*states, TaskState.CANCELING}  # a canceling task still shows working
+        try:
+            page = await self.store.list_tasks(
+                owner=None if principal.is_admin else principal.name,
+                context_id=context_id,
+                states=states,
+                page_size=page_size,
+                page_token=page_token or None,
+            )
+        except ValueError as exc:
+            raise InvalidParams(str(exc)) from None
+        tasks = []
+        for record in page.tasks:
+            view = task_view(record, await self.store.events(record.id), history_length)
+            if not include_artifacts:
+                view.artifacts = None
+            tasks.append(view)
+        return TaskList(tasks, page.next_page_token, page.total_size, page_size)
+
+    async def subscribe(
+        self, task_id: str, principal: Principal, after_seq: int = 0
+    ) -> tuple[TaskRecord, AsyncIterator[Event]]:
+        """Check access now (so a transport can answer an error before it starts a
+        stream), then follow the task's log from `after_seq` to its final event."""
+        record = await self._owned(task_id, principal)
+        return record, self._follow(task_id, after_seq)
+
+    async def _follow(self, task_id: str, after_seq: int) -> AsyncIterator[Event]:
+        async for event in self.store.follow(task_id, after_seq):
+            yield present(event)
+
+    async def wait(
+        self,
+        task_id: str,
+        after_seq: int,
+        timeout: float | None,
+        until: Collection[TaskState] = frozenset(),
+    ) -> None:
+        """Wait until the final event (or a status in `until`) is in the log."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                async for event in self.store.follow(task_id, after_seq):
+                    if event.kind == "status" and TaskState(event.data["state"]) in until:
+                        return
+
+    # -- cancel ------------------------------------------------------------------------
+
+    async def cancel(
+        self,
+        task_id: str,
+        principal: Principal,
+        *,
+        reason: str = CancelReason.USER,
+        wait: float | None = None,
+        mode: CancelMode = CancelMode.IMMEDIATE,
+    ) -> Task:
+        """Cancel a task: a queued one never starts; a running one is stopped, and the
+        call waits (up to `wait`, default the configured cancel wait) until it has
+        stopped. Returns the task as it then is."""
+        record = await self._owned(task_id, principal)
+        while True:
+            if record.state.terminal:
+                raise TaskNotCancelable(f"task {task_id} is already {record.state.value}")
+            if record.state is TaskState.CANCELING:
+                break
+            if record.state is TaskState.SUBMITTED:
+                done = await self.store.transition(
+                    task_id, sources=[TaskState.SUBMITTED], target=TaskState.CANCELED, reason=reason
+                )
+                if done is not None:
+                    return await self.view(done)
+            else:
+                moved = await self.store.transition(
+                    task_id,
+                    sources=[record.state],
+                    target=TaskState.CANCELING,
+                    reason=reason,
+                    message=_agent_text(f"canceling (reason: {reason})"),
+                    metadata={"andon.cancelRequestedAt": time.time()},
+                )
+                if moved is not None:
+                    await self.dispatcher.cancel(task_id, moved.epoch, reason, mode)
+                    record = moved
+                    break
+            latest = await self.store.get_task(task_id)
+            if latest is None:
+                raise TaskNotFound(f"task {task_id} not found")
+            record = latest
+        wait = self.settings.cancel_wait if wait is None else wait
+        if wait > 0:
+            await self.wait(task_id, record.last_seq, wait)
+        return await self.get(task_id, SYSTEM)
+
+    async def _cancel_quietly(self, task_id: str, reason: str, wait: float | None = None) -> None:
+        with contextlib.suppress(TaskNotCancelable, TaskNotFound):
+            await self.cancel(task_id, SYSTEM, reason=reason, wait=wait)
+
+    async def request_cancel(self, task_id: str, reason: str) -> None:
+        """For the runtime's deadlines: start the cancel, do not wait for it."""
+        await self._cancel_quietly(task_id, reason, wait=0)
+
+    async def cancel_many(
+        self,
+        principal: Principal,
+        *,
+        ids: Sequence[str] | None = None,
+        context_id: str | None = None,
+        states: Collection[TaskState] | None = None,
+        reason: str = CancelReason.OPERATOR,
+        wait: float | None = None,
+    ) -> builtins.list[CancelOutcome]:
+        """Cancel by ids, or every unfinished task of a context and/or in given states.
+        Users reach only their own tasks; admins reach everyone's."""
+        if ids is None and context_id is None and states is None:
+            raise InvalidParams("give ids, contextId or states")
+        if ids is None:
+            wanted = set(states or UNFINISHED_STATES) & UNFINISHED_STATES
+            if TaskState.WORKING in wanted:
+                wanted.add(TaskState.CANCELING)
+            page = await self.store.list_tasks(
+                owner=None if principal.is_admin else principal.name,
+                context_id=context_id,
+                states=wanted,
+                page_size=10_000,
+            )
+            ids = [t.id for t in page.tasks]
+
+        async def one(task_id: str) -> CancelOutcome:
+            try:
+                task = await self.cancel(task_id, principal, reason=reason, wait=wait)
+            except (TaskNotFound, TaskNotCancelable) as exc:
+                return CancelOutcome(task_id, error=exc.message)
+            return CancelOutcome(task_id, task=task)
+
+        return list(await asyncio.gather(*(one(t) for t in ids)))
+
+    # -- access ------------------------------------------------------------------------
+
+    async def _owned(self, task_id: str, principal: Principal) -> TaskRecord:
+        """The task, if this principal may see it; another's task is 'not found', so
+        that its existence does not leak."""
+        record = await self.store.get_task(task_id) if task_id else None
+        if record is None or (record.owner != principal.name and not principal.is_admin):
+            raise TaskNotFound(f"task {task_id} not found")
+        return record
+
+
+def _agent_text(text: str) -> dict[str, Any]:
+    return Message(role=Role.AGENT, parts=[Part(text=text)]).dump()
+
+
+def _option(
+    options: dict[str, Any], key: str, kind: type[ContextPolicy], default: ContextPolicy
+) -> ContextPolicy:
+    value = options.get(key)
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in kind)
+        raise InvalidParams(f"{key} must be one of {choices}") from None
+
+
+def _seconds(options: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise InvalidParams(f"{key} must be a positive number of seconds")
+    return float(value)
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def present(event: Event) -> Event:
+    """An event as shown outside: `canceling` reads as the state the task had."""
+    if event.kind == "status" and event.data.get("state") == TaskState.CANCELING.value:
+        data = {**event.data, "state": event.data.get("priorState", "working"), "canceling": True}
+        return Event(event.task_id, event.seq, event.kind, data, event.final, event.created_at)
+    return event
+
+
+def task_view(record: TaskRecord, events: list[Event], history_length: int | None = None) -> Task:
+    """Fold the log into the A2A Task: history from messages, artifacts from chunks."""
+    history: list[Message] = []
+    artifacts: dict[str, Artifact] = {}
+    for event in events:
+        if event.kind == "message":
+            history.append(Message.model_validate(event.data))
+        elif event.kind == "artifact":
+            chunk = Artifact.model_validate(event.data["artifact"])
+            existing = artifacts.get(chunk.artifact_id)
+            if event.data.get("append") and existing is not None:
+                existing.parts.extend(chunk.parts)
+            else:
+                artifacts[chunk.artifact_id] = chunk
+        elif event.kind == "status" and "message" in event.data:
+            history.append(Message.model_validate(event.data["message"]))
+    if history_length is not None:
+        history = history[-history_length:] if history_length > 0 else []
+    metadata = dict(record.metadata)
+    if record.reason:
+        metadata["andon.reason"] = record.reason
+    if record.state is TaskState.CANCELING:
+        metadata["andon.canceling"] = True
+    if record.retry_of:
+        metadata["andon.retryOf"] = record.retry_of
+    status_message = (
+        Message.model_validate(record.status_message) if record.status_message else None
+    )
+    return Task(
+        id=record.id,
+        context_id=record.context_id,
+        status=TaskStatus(
+            state=record.visible_state, message=status_message, timestamp=_iso(record.updated_at)
+        ),
+        artifacts=list(artifacts.values()) or None,
+        history=history or None,
+        metadata=metadata or None,
+    )

@@ -1,0 +1,20 @@
+"""Stores: the contract and its backends."""
+
+from __future__ import annotations
+
+from andon.store.base import Event, NewTask, Store, TaskPage, TaskRecord
+
+
+def open_store(url: str) -> Store:
+    """A store for a URL: `sqlite:///path`, a plain file path, or `postgresql://...`."""
+    from andon.store.sqlite import SQLiteStore
+
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url.removeprefix("sqlite:///"))
+    if "://" in url:
+        raise ValueError(f"unsupported store URL {url!r}: use a file path or sqlite:///path")
+    path = url
+    return SQLiteStore(path)
+
+
+__all__ = ["Event", "NewTask", "Store", "TaskPage", "TaskRecord", "open_store"]

@@ -1,0 +1,225 @@
+"""The store contract shared by every backend (SQLite embedded, PostgreSQL distributed).
+
+A task is a row (its state, attempt epoch, reason, deadlines) plus an append-only event
+log with a per-task sequence number. History and artifacts are folded from the log, so
+one write per emit is all a running task costs. The state only changes through
+`transition`, one compare-and-set that also appends the status event: whoever wins the
+set writes the one final event, whoever loses writes nothing.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from andon.protocol.types import TaskState
+
+EventKind = Literal["status", "progress", "artifact", "message"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    id: str
+    context_id: str
+    owner: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    retry_of: str | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    input_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: str
+    context_id: str
+    owner: str
+    state: TaskState
+    epoch: int
+    reason: str | None
+    prior_state: TaskState | None
+    status_message: dict[str, Any] | None
+    metadata: dict[str, Any]
+    retry_of: str | None
+    timeout: float | None
+    idle_timeout: float | None
+    input_timeout: float | None
+    created_at: float
+    updated_at: float
+    last_seq: int
+
+    @property
+    def visible_state(self) -> TaskState:
+        """The state shown on the wire: a task being torn down shows the state it had."""
+        if self.state is TaskState.CANCELING:
+            return self.prior_state or TaskState.WORKING
+        return self.state
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    task_id: str
+    seq: int
+    kind: EventKind
+    data: dict[str, Any]
+    final: bool
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: list[TaskRecord]
+    next_page_token: str
+    total_size: int
+
+
+def status_event_data(
+    state: TaskState,
+    message: dict[str, Any] | None,
+    reason: str | None,
+    at: float,
+    prior: str | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"state": state.value, "timestamp": at}
+    if state is TaskState.CANCELING:
+        data["priorState"] = prior
+    if message is not None:
+        data["message"] = message
+    if reason is not None:
+        data["reason"] = reason
+    return data
+
+
+class Notifier:
+    """Wakes the followers of a task's log when events are appended to it.
+
+    The store publishes after every commit; a follower clears its flag *before* it
+    reads, so an append between the read and the wait is never missed.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    @contextlib.contextmanager
+    def listen(self, task_id: str) -> Iterator[asyncio.Event]:
+        flag = asyncio.Event()
+        self._listeners[task_id].add(flag)
+        try:
+            yield flag
+        finally:
+            listeners = self._listeners.get(task_id)
+            if listeners is not None:
+                listeners.discard(flag)
+                if not listeners:
+                    del self._listeners[task_id]
+
+    def publish(self, task_id: str) -> None:
+        for flag in self._listeners.get(task_id, ()):
+            flag.set()
+
+    def listener_count(self, task_id: str) -> int:
+        return len(self._listeners.get(task_id, ()))
+
+
+class Store(abc.ABC):
+    """What every backend provides; `tests/test_store_contract.py` holds it to this."""
+
+    def __init__(self) -> None:
+        self.notifier = Notifier()
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def create_task(self, task: NewTask, message: dict[str, Any]) -> TaskRecord:
+        """Insert a `submitted` task with the user's message and status as its first events."""
+
+    @abc.abstractmethod
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_tasks(
+        self,
+        *,
+        owner: str | None = None,
+        context_id: str | None = None,
+        states: Collection[TaskState] | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> TaskPage:
+        """Newest first. `owner=None` lists every owner's tasks (operators)."""
+
+    @abc.abstractmethod
+    async def transition(
+        self,
+        task_id: str,
+        *,
+        sources: Collection[TaskState],
+        target: TaskState,
+        epoch: int | None = None,
+        claim: bool = False,
+        reason: str | None = None,
+        message: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> TaskRecord | None:
+        """Compare-and-set the state and append its status event, in one transaction.
+
+        Succeeds only if the task is in one of `sources` (and, when given, still at
+        `epoch`); returns the new record, or None when the set lost. `claim` starts a
+        new attempt: the epoch goes up by one. `reason` is stored with the task and is
+        kept by later transitions unless they give their own. Raises IllegalTransition
+        when the state machine never allows the move.
+        """
+
+    @abc.abstractmethod
+    async def append(
+        self, task_id: str, epoch: int, kind: EventKind, data: dict[str, Any]
+    ) -> Event | None:
+        """Append a non-status event for the attempt `epoch`.
+
+        Refused (None) when the task has ended or belongs to another attempt, so a
+        stale or torn-down attempt can never write.
+        """
+
+    @abc.abstractmethod
+    async def events(self, task_id: str, after_seq: int = 0) -> list[Event]: ...
+
+    @abc.abstractmethod
+    async def fail_unfinished(self, reason: str) -> list[str]:
+        """Fail every task left active by a process that died; return their ids.
+
+        Submitted tasks are left alone: they never started and are dispatched again.
+        """
+
+    @abc.abstractmethod
+    async def submitted_ids(self) -> list[str]:
+        """Ids of tasks still waiting to start, oldest first (dispatched again on start)."""
+
+    async def follow(self, task_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+        """Yield the task's events after `after_seq`, then new ones as they come,
+        until (and including) the final event."""
+        with self.notifier.listen(task_id) as wake:
+            while True:
+                wake.clear()
+                batch = await self.events(task_id, after_seq)
+                for event in batch:
+                    yield event
+                    after_seq = event.seq
+                    if event.final:
+                        return
+                if not batch:
+                    if await self._ended_without_final(task_id, after_seq):
+                        return
+                    await wake.wait()
+
+    async def _ended_without_final(self, task_id: str, after_seq: int) -> bool:
+        record = await self.get_task(task_id)
+        return record is None or (record.state.terminal and record.last_seq <= after_seq)
