@@ -32,6 +32,7 @@ T = TypeVar("T")
 Content = str | bytes | dict[str, Any] | Part | Sequence[Part]
 FileData = str | bytes | Iterable[str | bytes] | AsyncIterable[str | bytes]
 CancelHook = Callable[[], Any]
+_YIELD_EVERY = 0.001
 
 
 class TaskFailed(Exception):
@@ -103,6 +104,7 @@ class TaskContext:
         self._hooks: list[CancelHook] = []
         self._started_artifacts: set[str] = set()
         self._answer: asyncio.Future[Message] | None = None
+        self._last_yield = 0.0
 
     # -- what the agent reads -------------------------------------------------------
 
@@ -123,9 +125,16 @@ class TaskContext:
     def check(self) -> None:
         """A step boundary: raises TaskCancelled once the task is being cancelled.
 
-        Call it from CPU-bound loops and threads; it is cheap and thread-safe.
+        Call it from CPU-bound loops and threads; it is cheap and thread-safe. At most
+        once a millisecond it also lets go of the GIL for a moment: a thread that holds
+        it would otherwise keep the event loop (and the cancel on its way to this very
+        thread) waiting up to the 5 ms switch interval at every step.
         """
         self._scope.raise_if_cancelled(step_boundary=True)
+        now = time.monotonic()
+        if now - self._last_yield >= _YIELD_EVERY:
+            self._last_yield = now
+            time.sleep(0)
 
     def _ensure_active(self) -> None:
         self._scope.raise_if_cancelled(step_boundary=False)

@@ -206,6 +206,7 @@ class Store(abc.ABC):
     async def follow(self, task_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Yield the task's events after `after_seq`, then new ones as they come,
         until (and including) the final event."""
+        first = True
         with self.notifier.listen(task_id) as wake:
             while True:
                 wake.clear()
@@ -215,9 +216,11 @@ class Store(abc.ABC):
                     after_seq = event.seq
                     if event.final:
                         return
+                # Followed from after its final event: there is nothing left to wait for.
+                if not batch and first and await self._ended_without_final(task_id, after_seq):
+                    return
+                first = False
                 if not batch:
-                    if await self._ended_without_final(task_id, after_seq):
-                        return
                     await wake.wait()
 
     async def _ended_without_final(self, task_id: str, after_seq: int) -> bool:
