@@ -1,4 +1,4 @@
-"""Wire the embedded default: one process, a SQLite (or any) store, local dispatch."""
+"""Wire the embedded default: one process, a SQLite store, local dispatch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,38 @@ from andon.service import ServiceSettings, TaskService
 from andon.store import open_store
 
 
+class Embedded:
+    """The parts of one embedded andon, started and stopped in order."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        store_url: str,
+        *,
+        runtime: RuntimeSettings | None = None,
+        settings: ServiceSettings | None = None,
+        max_concurrent: int = 64,
+    ) -> None:
+        self.store = open_store(store_url)
+        self.supervisor = Supervisor(self.store, agent, runtime)
+        self.service = TaskService(
+            self.store, LocalDispatcher(self.supervisor, max_concurrent), settings
+        )
+        self.supervisor.set_cancel_requester(self.service.request_cancel)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.service.start()
+
+    async def stop(self, drain: float = 0.0) -> None:
+        """Running tasks get `drain` seconds, then are cancelled (reason `shutdown`)."""
+        try:
+            await self.service.shutdown(drain)
+            await self.supervisor.close()
+        finally:
+            await self.store.close()
+
+
 @asynccontextmanager
 async def open_service(
     agent: Agent,
@@ -22,17 +54,12 @@ async def open_service(
     max_concurrent: int = 64,
     drain: float = 0.0,
 ) -> AsyncIterator[TaskService]:
-    """A running TaskService; on exit, running tasks are cancelled (reason `shutdown`)
-    after `drain` seconds and the store is closed."""
-    store = open_store(store_url)
-    await store.open()
-    supervisor = Supervisor(store, agent, runtime)
-    service = TaskService(store, LocalDispatcher(supervisor, max_concurrent), settings)
-    supervisor.set_cancel_requester(service.request_cancel)
+    """A running TaskService for tests and embedding in other programs."""
+    embedded = Embedded(
+        agent, store_url, runtime=runtime, settings=settings, max_concurrent=max_concurrent
+    )
+    await embedded.start()
     try:
-        await service.start()
-        yield service
+        yield embedded.service
     finally:
-        await service.shutdown(drain)
-        await supervisor.close()
-        await store.close()
+        await embedded.stop(drain)
