@@ -1,0 +1,343 @@
+"""The Starlette application: JSON-RPC at `/`, the HTTP+JSON binding (A2A 1.0 at the
+root, 0.3 under `/v1`), the agent card, and the operator endpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from andon.protocol.card import build_card, card_document
+from andon.protocol.codec import codec_for, negotiate
+from andon.protocol.errors import (
+    A2AError,
+    ExtendedAgentCardNotConfigured,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    PushNotificationNotSupported,
+)
+from andon.protocol.jsonrpc import (
+    RejectedRequest,
+    error_response,
+    parse_request,
+    success_response,
+)
+from andon.protocol.types import Task
+from andon.protocol.wire import Codec, Method, Version
+from andon.runtime.agent import Agent
+from andon.server.auth import TokenAuth
+from andon.server.http import (
+    HTTPProblem,
+    authenticate,
+    disconnect_policy,
+    dumps,
+    json_response,
+    read_body,
+    read_json,
+    sse_response,
+)
+from andon.server.operations import Operations, Update
+from andon.server.streams import DisconnectPolicy, Subscribers
+from andon.service import Principal, TaskService
+
+log = logging.getLogger("andon.server")
+
+PUSH_METHODS = frozenset(
+    {Method.PUSH_CREATE, Method.PUSH_GET, Method.PUSH_LIST, Method.PUSH_DELETE}
+)
+EXTENSIONS = (
+    "https://andon.dev/ext/cancel/v1",
+    "https://andon.dev/ext/cancel-many/v1",
+    "https://andon.dev/ext/retry/v1",
+    "https://andon.dev/ext/disconnect-policy/v1",
+)
+
+
+@dataclass
+class ServerConfig:
+    public_url: str = "http://127.0.0.1:8000"
+    auth: TokenAuth | None = None
+    on_disconnect: DisconnectPolicy = field(default_factory=lambda: DisconnectPolicy("continue"))
+    max_body: int = 10 * 1024 * 1024
+    keepalive: float = 15.0
+    send_wait: float = 300.0
+    """How long a blocking SendMessage waits for the task to end or ask for input."""
+
+
+class A2AServer:
+    """Routes requests of every binding and version to the one set of Operations."""
+
+    def __init__(self, service: TaskService, agent: Agent, config: ServerConfig) -> None:
+        self.service = service
+        self.agent = agent
+        self.config = config
+        self.subscribers = Subscribers(service)
+        self.operations = Operations(service, self.subscribers, config.send_wait)
+
+    # -- JSON-RPC ----------------------------------------------------------------------
+
+    async def jsonrpc(self, request: Request) -> Response:
+        request_id: Any = None
+        codec = codec_for(Version.V0_3)
+        try:
+            principal = authenticate(request, self.config.auth)
+            body = await read_body(request, self.config.max_body)
+            parsed = parse_request(body)
+            request_id = parsed.id
+            codec = codec_for(negotiate(request.headers.get("a2a-version")))
+            method = codec.method(parsed.method)
+            if method.streaming:
+                updates = await self._open_stream(method, codec, parsed.params, principal, request)
+                return sse_response(
+                    updates,
+                    lambda update: success_response(request_id, encode_update(codec, update)),
+                    self.config.keepalive,
+                )
+            result = await self._call(method, codec, parsed.params, principal)
+            return Response(success_response(request_id, result), media_type="application/json")
+        except RejectedRequest as rejected:
+            error_body = error_response(rejected.request_id, codec.encode_error(rejected.error))
+            return Response(error_body, media_type="application/json")
+        except HTTPProblem as problem:
+            error_body = error_response(
+                request_id, codec.encode_error(InvalidRequest(problem.message))
+            )
+            return Response(error_body, problem.status, problem.headers, "application/json")
+        except A2AError as error:
+            error_body = error_response(request_id, codec.encode_error(error))
+            return Response(error_body, media_type="application/json")
+        except Exception:
+            log.exception("JSON-RPC request failed")
+            error_body = error_response(request_id, codec.encode_error(InternalError()))
+            return Response(error_body, media_type="application/json")
+
+    async def _call(self, method: Method, codec: Codec, params: Any, principal: Principal) -> Any:
+        ops = self.operations
+        if method in PUSH_METHODS:
+            raise PushNotificationNotSupported()
+        if method is Method.EXTENDED_CARD:
+            raise ExtendedAgentCardNotConfigured()
+        if method is Method.SEND:
+            return codec.encode_send_result(await ops.send(codec.decode_send(params), principal))
+        if method is Method.GET:
+            return codec.encode_task(await ops.get(codec.decode_get(params), principal))
+        if method is Method.LIST:
+            page = await ops.list(codec.decode_list(params), principal)
+            return codec.encode_task_list(
+                page.tasks, page.next_page_token, page.page_size, page.total_size
+            )
+        if method is Method.CANCEL:
+            return codec.encode_task(await ops.cancel(codec.decode_cancel(params), principal))
+        if method is Method.CANCEL_MANY:
+            outcomes = await ops.cancel_many(codec.decode_cancel_many(params), principal)
+            return codec.encode_cancel_many(outcomes)
+        if method is Method.RETRY:
+            return codec.encode_task(await ops.retry(codec.decode_retry(params), principal))
+        raise InternalError(f"method {method} has no handler")
+
+    async def _open_stream(
+        self,
+        method: Method,
+        codec: Codec,
+        params: Any,
+        principal: Principal,
+        request: Request,
+    ) -> AsyncIterator[Update]:
+        if method is Method.STREAM:
+            send = codec.decode_send(params)
+            metadata = {**(send.message.metadata or {}), **(send.metadata or {})}
+            policy = disconnect_policy(request, metadata, self.config.on_disconnect)
+            return await self.operations.stream(send, principal, policy)
+        subscribe = codec.decode_subscribe(params)
+        policy = disconnect_policy(request, subscribe.metadata, self.config.on_disconnect)
+        return await self.operations.subscribe(
+            subscribe, principal, request.headers.get("last-event-id"), policy
+        )
+
+    # -- HTTP+JSON ----------------------------------------------------------------------
+
+    def rest(self, method: Method, version: Version) -> Callable[[Request], Awaitable[Response]]:
+        """An HTTP+JSON route: path and query give the params, plus the JSON body."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                principal = authenticate(request, self.config.auth)
+                header = request.headers.get("a2a-version")
+                codec = codec_for(negotiate(header) if header else version)
+                params = await self._rest_params(request)
+                if method.streaming:
+                    updates = await self._open_stream(method, codec, params, principal, request)
+                    return sse_response(
+                        updates,
+                        lambda update: dumps(encode_update(codec, update)),
+                        self.config.keepalive,
+                    )
+                return json_response(await self._call(method, codec, params, principal))
+            except HTTPProblem as problem:
+                body = rest_error(problem.status, problem.message, "INVALID_REQUEST")
+                return json_response(body, problem.status, problem.headers)
+            except A2AError as error:
+                body = rest_error(error.http_status, error.message, error.reason)
+                return json_response(body, error.http_status)
+            except Exception:
+                log.exception("HTTP+JSON request failed")
+                return json_response(rest_error(500, "Internal error", "INTERNAL_ERROR"), 500)
+
+        return endpoint
+
+    async def _rest_params(self, request: Request) -> dict[str, Any]:
+        params: dict[str, Any] = {k: _query_value(k, v) for k, v in request.query_params.items()}
+        if "id" in request.path_params:
+            params["id"] = request.path_params["id"]
+        if request.method in ("POST", "PUT", "PATCH"):
+            body = await read_json(request, self.config.max_body)
+            if body is not None and not isinstance(body, dict):
+                raise InvalidRequest("the request body must be a JSON object")
+            params.update(body or {})
+        return params
+
+    # -- agent card ---------------------------------------------------------------------
+
+    async def card(self, request: Request) -> Response:
+        """The agent card: the 1.0 card with the 0.3 fields beside it, so clients of
+        either version read it."""
+        skills = [
+            {
+                "id": skill.id,
+                "name": skill.name,
+                "description": skill.description or skill.name,
+                "tags": list(skill.tags),
+                "examples": list(skill.examples) or None,
+            }
+            for skill in self.agent.skills
+        ]
+        card = build_card(
+            name=self.agent.name,
+            description=self.agent.description or self.agent.name,
+            version=self.agent.version,
+            base_url=self.config.public_url,
+            skills=skills,
+            security=self.config.auth is not None,
+            extensions=EXTENSIONS,
+        )
+        return json_response(card_document(card), headers={"Cache-Control": "public, max-age=300"})
+
+    async def close(self) -> None:
+        await self.subscribers.close()
+
+
+def rest_error(status: int, message: str, reason: str) -> dict[str, Any]:
+    """The HTTP+JSON binding's error body (google.rpc.Status with an ErrorInfo)."""
+    return {
+        "error": {
+            "code": status,
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+            "message": message,
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": reason,
+                    "domain": "a2a-protocol.org",
+                }
+            ],
+        }
+    }
+
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    404: "NOT_FOUND",
+    409: "FAILED_PRECONDITION",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    500: "INTERNAL",
+    502: "INTERNAL",
+}
+
+
+def routes(server: A2AServer) -> list[Route]:
+    table: list[Route] = [
+        Route("/", server.jsonrpc, methods=["POST"]),
+        Route("/.well-known/agent-card.json", server.card, methods=["GET"]),
+        Route("/.well-known/agent.json", server.card, methods=["GET"]),
+    ]
+    verbs: list[tuple[str, Method, list[str]]] = [
+        ("/message:send", Method.SEND, ["POST"]),
+        ("/message:stream", Method.STREAM, ["POST"]),
+        ("/tasks:cancel", Method.CANCEL_MANY, ["POST"]),
+        # Colon verbs before the plain task route, which would also match them.
+        ("/tasks/{id}:cancel", Method.CANCEL, ["POST"]),
+        ("/tasks/{id}:subscribe", Method.SUBSCRIBE, ["GET", "POST"]),
+        ("/tasks/{id}:retry", Method.RETRY, ["POST"]),
+        ("/tasks/{id}/pushNotificationConfigs", Method.PUSH_CREATE, ["POST", "GET"]),
+        ("/tasks/{id}/pushNotificationConfigs/{config}", Method.PUSH_GET, ["GET", "DELETE"]),
+        ("/tasks/{id}", Method.GET, ["GET"]),
+        ("/tasks", Method.LIST, ["GET"]),
+    ]
+    for prefix, version in (("", Version.V1_0), ("/v1", Version.V0_3)):
+        for path, method, http_methods in verbs:
+            table.append(Route(prefix + path, server.rest(method, version), methods=http_methods))
+    table += [
+        Route("/extendedAgentCard", server.rest(Method.EXTENDED_CARD, Version.V1_0)),
+        Route("/v1/card", server.rest(Method.EXTENDED_CARD, Version.V0_3)),
+    ]
+    return table
+
+
+def encode_update(codec: Codec, update: Update) -> Any:
+    if isinstance(update.payload, Task):
+        return codec.encode_send_result(update.payload)
+    return codec.encode_event(
+        update.task_id, update.context_id, update.kind, update.payload, update.final
+    )
+
+
+_INTEGER_QUERY = frozenset({"pageSize", "historyLength"})
+_BOOLEAN_QUERY = frozenset({"includeArtifacts"})
+
+
+def _query_value(key: str, value: str) -> Any:
+    """Query strings are text; the params they carry are typed."""
+    if key in _INTEGER_QUERY:
+        try:
+            return int(value)
+        except ValueError:
+            raise InvalidParams(f"{key} must be an integer") from None
+    if key in _BOOLEAN_QUERY:
+        return value.lower() in ("1", "true", "yes")
+    return value
+
+
+def create_app(
+    service: TaskService,
+    agent: Agent,
+    config: ServerConfig | None = None,
+    *,
+    on_startup: Callable[[], Awaitable[None]] | None = None,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+) -> Starlette:
+    server = A2AServer(service, agent, config or ServerConfig())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if on_startup is not None:
+            await on_startup()
+        try:
+            yield
+        finally:
+            await server.close()
+            if on_shutdown is not None:
+                await on_shutdown()
+
+    app = Starlette(routes=routes(server), lifespan=lifespan)
+    app.state.server = server
+    return app

@@ -1,0 +1,151 @@
+"""HTTP plumbing shared by the bindings: bounded bodies, authentication, SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic_core import to_json
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from andon.protocol.errors import A2AError, InvalidRequest, JSONParseError
+from andon.server.auth import LOCAL, TokenAuth
+from andon.server.operations import Update
+from andon.server.streams import DisconnectPolicy
+from andon.service import Principal
+
+log = logging.getLogger("andon.server")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DISCONNECT_HEADER = "x-andon-on-disconnect"
+
+
+class HTTPProblem(Exception):
+    """An error answered at the HTTP level (401, 413, 415) before any protocol parsing."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def dumps(value: Any) -> bytes:
+    return to_json(value)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(body), status, headers, media_type="application/json")
+
+
+def authenticate(request: Request, auth: TokenAuth | None) -> Principal:
+    if auth is None:
+        return LOCAL
+    principal = auth.authenticate(request.headers.get("authorization"))
+    if principal is None:
+        given = "authorization" in request.headers
+        raise HTTPProblem(
+            401,
+            "invalid bearer token" if given else "a bearer token is required",
+            {
+                "WWW-Authenticate": 'Bearer realm="andon"'
+                + (', error="invalid_token"' if given else "")
+            },
+        )
+    return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refusing a wrong content type (415) or a body over `limit`
+    bytes (413) without reading more than that."""
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";")[0].strip().lower()
+    if media not in ("application/json", "application/a2a+json", ""):
+        raise HTTPProblem(415, f"Content-Type must be application/json, not {media!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPProblem(413, f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPProblem(413, f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    body = await read_body(request, limit)
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JSONParseError(f"Invalid JSON payload: {exc}") from None
+
+
+def disconnect_policy(
+    request: Request, metadata: dict[str, Any] | None, default: DisconnectPolicy
+) -> DisconnectPolicy:
+    """Per request: the header wins, then message metadata, then the server default."""
+    chosen = request.headers.get(DISCONNECT_HEADER) or (metadata or {}).get("andon.onDisconnect")
+    if chosen is None:
+        return default
+    if not isinstance(chosen, str):
+        raise InvalidRequest("andon.onDisconnect must be a string")
+    return DisconnectPolicy.parse(chosen)
+
+
+def sse_response(
+    items: AsyncIterator[Update],
+    encode: Callable[[Update], bytes],
+    keepalive: float,
+) -> StreamingResponse:
+    """Stream items as Server-Sent Events with `id:` = sequence number.
+
+    Items are pumped through a small bounded queue so that a keep-alive comment can be
+    sent while the task is quiet; when the client goes away, Starlette cancels this
+    body, and closing the pump runs the stream's disconnect policy at once.
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        queue: asyncio.Queue[Update | BaseException | None] = asyncio.Queue(maxsize=64)
+
+        async def pump() -> None:
+            try:
+                async with contextlib.aclosing(items):  # type: ignore[type-var]
+                    async for item in items:
+                        await queue.put(item)
+                await queue.put(None)
+            except Exception as exc:  # surfaced to the client as a stream error
+                await queue.put(exc)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), keepalive)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    log.error("stream failed", exc_info=item)
+                    error = item if isinstance(item, A2AError) else A2AError()
+                    body = dumps({"code": error.code, "message": error.message})
+                    yield b"event: error\ndata: " + body + b"\n\n"
+                    return
+                yield b"id: %d\ndata: %s\n\n" % (item.seq, encode(item))
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,0 +1,153 @@
+"""The A2A operations, independent of binding and version: both JSON-RPC and HTTP+JSON,
+in 1.0 and 0.3, decode into the canonical params, call these, and encode what they
+return. Each one is a thin call into TaskService."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from andon.protocol.errors import InvalidParams, UnsupportedOperation
+from andon.protocol.params import (
+    CancelManyParams,
+    CancelTaskParams,
+    GetTaskParams,
+    ListTasksParams,
+    RetryParams,
+    SendMessageParams,
+    SubscribeParams,
+)
+from andon.protocol.types import Task, TaskState
+from andon.runtime.scope import CancelMode
+from andon.server.streams import DisconnectPolicy, Subscribers, follow_task
+from andon.service import CancelOutcome, Principal, TaskList, TaskService
+
+WAIT_UNTIL = frozenset(
+    {*(s for s in TaskState if s.terminal), TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One item of a task stream: its sequence number (the SSE id) and what it carries:
+    the whole Task (the first item) or an event of the task's log."""
+
+    seq: int
+    kind: str
+    """`task`, or the kind of the log event: `status`, `progress`, `artifact`."""
+    task_id: str
+    context_id: str
+    payload: Task | dict[str, Any]
+    final: bool = False
+
+
+class Operations:
+    def __init__(self, service: TaskService, subscribers: Subscribers, send_wait: float) -> None:
+        self.service = service
+        self.subscribers = subscribers
+        self.send_wait = send_wait
+
+    async def send(self, params: SendMessageParams, principal: Principal) -> Task:
+        """SendMessage: by default waits until the task ends or needs input."""
+        record = await self.service.submit(params.message, principal, metadata=params.metadata)
+        config = params.configuration
+        if config is None or config.blocking:
+            await self.service.wait(record.id, record.last_seq - 1, self.send_wait, WAIT_UNTIL)
+        history = config.history_length if config else None
+        return await self.service.get(record.id, principal, history)
+
+    async def stream(
+        self, params: SendMessageParams, principal: Principal, policy: DisconnectPolicy
+    ) -> AsyncIterator[Update]:
+        """SendStreamingMessage: the Task first, then its events. The log is read from
+        the task's first event, so nothing the agent does is missed."""
+        record = await self.service.submit(params.message, principal, metadata=params.metadata)
+        view = await self.service.view(record)
+        return self._stream(view, record.last_seq, principal, policy, first=True)
+
+    async def subscribe(
+        self,
+        params: SubscribeParams,
+        principal: Principal,
+        last_event_id: str | None,
+        policy: DisconnectPolicy,
+    ) -> AsyncIterator[Update]:
+        """SubscribeToTask / tasks/resubscribe. With a last event id, replays what came
+        after it (an ended task included); without, starts with the task as it is."""
+        resume = last_event_id or params.last_event_id
+        task = await self.service.get(params.id, principal)
+        if resume is not None:
+            try:
+                after = int(resume)
+            except ValueError:
+                raise InvalidParams(
+                    f"Last-Event-ID must be an event number, got {resume!r}"
+                ) from None
+            return self._stream(task, after, principal, policy, first=False)
+        if task.status.state.terminal:
+            raise UnsupportedOperation(
+                f"task {params.id} has ended ({task.status.state.value}); use GetTask"
+            )
+        record = await self.service.store.get_task(params.id)
+        assert record is not None
+        return self._stream(task, record.last_seq, principal, policy, first=True)
+
+    async def _stream(
+        self,
+        task: Task,
+        after_seq: int,
+        principal: Principal,
+        policy: DisconnectPolicy,
+        *,
+        first: bool,
+    ) -> AsyncIterator[Update]:
+        events = follow_task(self.service, self.subscribers, principal, task.id, after_seq, policy)
+        if first:
+            yield Update(after_seq, "task", task.id, task.context_id, task)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield Update(
+                    event.seq, event.kind, task.id, task.context_id, event.data, event.final
+                )
+
+    async def get(self, params: GetTaskParams, principal: Principal) -> Task:
+        return await self.service.get(params.id, principal, params.history_length)
+
+    async def list(self, params: ListTasksParams, principal: Principal) -> TaskList:
+        return await self.service.list(
+            principal,
+            context_id=params.context_id,
+            states={params.status} if params.status else None,
+            page_size=params.page_size,
+            page_token=params.page_token,
+            history_length=params.history_length if params.history_length is not None else 0,
+            include_artifacts=params.include_artifacts,
+        )
+
+    async def cancel(self, params: CancelTaskParams, principal: Principal) -> Task:
+        return await self.service.cancel(
+            params.id,
+            principal,
+            reason=params.reason or "user",
+            wait=params.wait,
+            mode=CancelMode(params.mode or "immediate"),
+        )
+
+    async def cancel_many(
+        self, params: CancelManyParams, principal: Principal
+    ) -> builtins.list[CancelOutcome]:
+        return await self.service.cancel_many(
+            principal,
+            ids=params.ids,
+            context_id=params.context_id,
+            states=set(params.states) if params.states is not None else None,
+            reason=params.reason,
+            wait=params.wait,
+        )
+
+    async def retry(self, params: RetryParams, principal: Principal) -> Task:
+        record = await self.service.retry(params.id, principal)
+        return await self.service.view(record)
