@@ -27,7 +27,7 @@ from andon.protocol.params import (
     SendMessageParams,
     SubscribeParams,
 )
-from andon.protocol.wire import Codec, Method, Version
+from andon.protocol.wire import Codec, Method, StreamItem, Version
 
 __all__ = [
     "VERSION_HEADER",
@@ -45,6 +45,7 @@ __all__ = [
     "Request",
     "RetryParams",
     "SendMessageParams",
+    "StreamItem",
     "SubscribeParams",
     "Version",
     "build_card",

@@ -61,7 +61,8 @@ class ListTasksParams(Model):
     page_token: str | None = None
     history_length: int | None = Field(default=None, ge=0)
     include_artifacts: bool = False
-    # `lastUpdatedAfter` is what drafts before 1.0 called it (milliseconds since epoch).
+    # `lastUpdatedAfter` (milliseconds since epoch) is its name in the JSON-RPC `tasks/list`
+    # drafted between 0.3 and 1.0, which 0.3-era clients send.
     status_timestamp_after: datetime | None = Field(
         default=None, validation_alias=AliasChoices("statusTimestampAfter", "lastUpdatedAfter")
     )
