@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from andon.protocol.card import build_card, card_document
@@ -44,6 +44,7 @@ from andon.server.http import (
     read_json,
     sse_response,
 )
+from andon.server.openapi import DOCS_PAGE, build_openapi
 from andon.server.operations import Operations, Update
 from andon.server.streams import DisconnectPolicy, Subscribers
 from andon.service import Principal, TaskService
@@ -81,6 +82,7 @@ class A2AServer:
         self.config = config
         self.subscribers = Subscribers(service)
         self.operations = Operations(service, self.subscribers, config.send_wait)
+        self._openapi: dict[str, Any] | None = None
 
     # -- JSON-RPC ----------------------------------------------------------------------
 
@@ -230,6 +232,16 @@ class A2AServer:
         )
         return json_response(card_document(card), headers={"Cache-Control": "public, max-age=300"})
 
+    async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            self._openapi = build_openapi(
+                f"{self.agent.name} (andon)", self.agent.version, self.config.public_url
+            )
+        return json_response(self._openapi)
+
+    async def docs(self, request: Request) -> Response:
+        return HTMLResponse(DOCS_PAGE)
+
     async def close(self) -> None:
         await self.subscribers.close()
 
@@ -269,6 +281,8 @@ def routes(server: A2AServer) -> list[Route]:
         Route("/", server.jsonrpc, methods=["POST"]),
         Route("/.well-known/agent-card.json", server.card, methods=["GET"]),
         Route("/.well-known/agent.json", server.card, methods=["GET"]),
+        Route("/openapi.json", server.openapi, methods=["GET"]),
+        Route("/docs", server.docs, methods=["GET"]),
     ]
     verbs: list[tuple[str, Method, list[str]]] = [
         ("/message:send", Method.SEND, ["POST"]),
