@@ -1,0 +1,139 @@
+"""`andon serve` as a process: start-up, the agent card, graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from andon.protocol.types import TaskState
+from andon.store.sqlite import SQLiteStore
+
+HEADERS = {"A2A-Version": "1.0"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "ANDON_DEMO_TRACE": str(tmp_path / "trace.log")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "andon",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "serve.db"),
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{url}/.well-known/agent-card.json", timeout=1)
+            return proc, url
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"server did not start: {proc.stderr.read()!r}") from None
+            time.sleep(0.05)
+
+
+def send(url: str, text: str) -> str:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendMessage",
+        "params": {
+            "message": {
+                "messageId": os.urandom(6).hex(),
+                "role": "ROLE_USER",
+                "parts": [{"text": text}],
+            },
+            "configuration": {"returnImmediately": True},
+        },
+    }
+    reply = httpx.post(url, json=body, headers=HEADERS).json()
+    return str(reply["result"]["task"]["id"])
+
+
+def state_of(url: str, task_id: str) -> str:
+    body = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
+    return str(httpx.post(url, json=body, headers=HEADERS).json()["result"]["status"]["state"])
+
+
+def wait_for(check: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+async def stored(tmp_path: Path, task_id: str) -> tuple[TaskState, str | None]:
+    store = SQLiteStore(tmp_path / "serve.db")
+    await store.open()
+    try:
+        record = await store.get_task(task_id)
+        assert record is not None
+        return record.state, record.reason
+    finally:
+        await store.close()
+
+
+async def test_sigterm_drains_then_cancels_with_reason_shutdown(tmp_path: Path) -> None:
+    proc, url = start(tmp_path, "--drain", "1.0")
+    try:
+        short = send(url, "sleep 0.3")
+        long = send(url, "sleep 30")
+        wait_for(lambda: state_of(url, long) == "TASK_STATE_WORKING")
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once its graceful shutdown is done.
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert await stored(tmp_path, short) == (TaskState.COMPLETED, None)
+    assert await stored(tmp_path, long) == (TaskState.CANCELED, "shutdown")
+
+
+async def test_restart_fails_tasks_a_killed_server_left_running(tmp_path: Path) -> None:
+    proc, url = start(tmp_path)
+    task_id = send(url, "sleep 30")
+    wait_for(lambda: state_of(url, task_id) == "TASK_STATE_WORKING")
+    proc.kill()
+    proc.wait(10)
+    proc, url = start(tmp_path)
+    try:
+        assert state_of(url, task_id) == "TASK_STATE_FAILED"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert await stored(tmp_path, task_id) == (TaskState.FAILED, "worker_lost")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0"])
+def test_serving_without_auth_off_loopback_warns(tmp_path: Path, host: str) -> None:
+    proc, _ = start(tmp_path, "--host", host)
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    assert b"without authentication" in err
