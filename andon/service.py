@@ -8,7 +8,6 @@ import asyncio
 import builtins
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -329,7 +328,11 @@ class TaskService:
                 break
             if record.state is TaskState.SUBMITTED:
                 done = await self.store.transition(
-                    task_id, sources=[TaskState.SUBMITTED], target=TaskState.CANCELED, reason=reason
+                    task_id,
+                    sources=[TaskState.SUBMITTED],
+                    target=TaskState.CANCELED,
+                    reason=reason,
+                    message=_agent_text(f"canceled before it started (reason: {reason})"),
                 )
                 if done is not None:
                     return await self.view(done)
@@ -340,7 +343,6 @@ class TaskService:
                     target=TaskState.CANCELING,
                     reason=reason,
                     message=_agent_text(f"canceling (reason: {reason})"),
-                    metadata={"andon.cancelRequestedAt": time.time()},
                 )
                 if moved is not None:
                     await self.dispatcher.cancel(task_id, moved.epoch, reason, mode)

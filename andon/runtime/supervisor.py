@@ -282,10 +282,12 @@ class Supervisor:
                 metadata={**metadata, "andon.survivors": survivors},
             )
         else:
+            text = f"canceled (reason: {scope.reason}); stopped in {metadata['andon.stopMs']} ms"
             ended = await self.store.transition(
                 attempt.task_id,
                 sources=[TaskState.CANCELING],
                 target=TaskState.CANCELED,
+                message=Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
                 metadata=metadata,
             )
         if ended is None:
