@@ -1,15 +1,19 @@
-"""The embedded store: one SQLite file in WAL mode.
+"""The embedded store: one SQLite file in WAL mode, driven by the stdlib driver.
 
-Every operation is one transaction run as one function on a single dedicated thread,
-so a compare-and-set is atomic without any lock on the event loop, and each call costs
-one thread hop (the stdlib driver is used directly for that reason: a per-statement
-async driver would cost a hop per statement).
+Point operations (create, get, compare-and-set, append, reading a short log) run on the
+event loop's own thread: each is one small transaction of about 5-40 µs in WAL mode with
+synchronous=NORMAL (no disk sync at commit), several times cheaper than a hop to a
+worker thread (100-170 µs measured on this project's machines), and atomic for free
+since nothing awaits inside. What can grow — listing, reading a long log, recovery
+scans — runs on a reader thread with its own connection; so do WAL checkpoints, the one
+step that syncs to disk, which the loop's connection never runs itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sqlite3
 import time
@@ -107,30 +111,52 @@ def _record(row: tuple[Any, ...]) -> TaskRecord:
     )
 
 
+LONG_LOG = 256
+"""Reading more events than this goes to the reader thread."""
+CHECKPOINT_EVERY = 1.0
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = str(path)
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="andon-sqlite")
+        self._checkpoints: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        if db is None:
+        """A point operation, on the loop's thread (see the module's docstring)."""
+        if self._db is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, db)
+        return fn(self._db)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that may be long, on the reader thread."""
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, reader)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
 
     async def open(self) -> None:
-        def connect() -> sqlite3.Connection:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA foreign_keys=ON")
-            return db
+        loop = asyncio.get_running_loop()
+        self._reader = await loop.run_in_executor(self._thread, self._connect)
+        await self._read(self._migrate)
+        self._db = self._connect()
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # the reader thread checkpoints
+        self._checkpoints = asyncio.create_task(self._checkpoint_regularly())
 
-        self._db = await asyncio.get_running_loop().run_in_executor(self._thread, connect)
-        await self._run(self._migrate)
+    async def _checkpoint_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY)
+            await self._read(lambda db: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -139,19 +165,29 @@ class SQLiteStore(Store):
             db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
         if self._db is not None:
-            await self._run(lambda db: db.close())
+            self._db.close()
             self._db = None
+        if self._reader is not None:
+            await self._read(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
+            await self._read(lambda db: db.close())
+            self._reader = None
         self._thread.shutdown(wait=True)
 
     async def create_task(self, task: NewTask, message: dict[str, Any]) -> TaskRecord:
         def create(db: sqlite3.Connection) -> TaskRecord:
             now = time.time()
             with _transaction(db):
-                db.execute(
+                row = db.execute(
                     "INSERT INTO tasks (id, context_id, owner, state, metadata, retry_of, timeout,"
                     " idle_timeout, input_timeout, created_at, updated_at, last_seq)"
-                    " VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?, ?, 2)",
+                    " VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, ?, ?, ?, 2)"
+                    f" RETURNING {TASK_COLUMNS}",
                     (
                         task.id,
                         task.context_id,
@@ -164,7 +200,7 @@ class SQLiteStore(Store):
                         now,
                         now,
                     ),
-                )
+                ).fetchone()
                 status = status_event_data(TaskState.SUBMITTED, None, None, now)
                 db.executemany(
                     "INSERT INTO events (task_id, seq, kind, data, final, created_at)"
@@ -174,7 +210,7 @@ class SQLiteStore(Store):
                         (task.id, 2, "status", json.dumps(status), now),
                     ],
                 )
-                return _fetch(db, task.id)
+                return _record(row)
 
         record = await self._run(create)
         self.notifier.publish(task.id)
@@ -232,7 +268,7 @@ class SQLiteStore(Store):
                 token = encode_page_token(records[-1].created_at, records[-1].id)
             return TaskPage(records, token, total)
 
-        return await self._run(query)
+        return await self._read(query)
 
     async def transition(
         self,
@@ -248,49 +284,38 @@ class SQLiteStore(Store):
     ) -> TaskRecord | None:
         source_set = frozenset(sources)
         check_transition(source_set, target)
+        states = [s.value for s in source_set]
+        # One UPDATE is the compare-and-set: SET reads the row's old values, so the old
+        # state becomes prior_state, and RETURNING gives the new record.
+        sql = (
+            "UPDATE tasks SET state = ?, prior_state = state, epoch = epoch + ?,"
+            " reason = COALESCE(?, reason), status_message = ?,"
+            " metadata = json_patch(metadata, ?), updated_at = ?, last_seq = last_seq + 1"
+            f" WHERE id = ? AND state IN ({', '.join('?' * len(states))})"
+            + (" AND epoch = ?" if epoch is not None else "")
+            + f" RETURNING {TASK_COLUMNS}"
+        )
+        message_json = json.dumps(message) if message is not None else None
+        metadata_json = json.dumps(metadata or {})
 
         def cas(db: sqlite3.Connection) -> TaskRecord | None:
             now = time.time()
+            params: list[Any] = [target.value, int(claim), reason, message_json, metadata_json]
+            params += [now, task_id, *states]
+            if epoch is not None:
+                params.append(epoch)
             with _transaction(db):
-                row = db.execute(
-                    "SELECT state, epoch, last_seq, reason, metadata FROM tasks WHERE id = ?",
-                    (task_id,),
-                ).fetchone()
+                row = db.execute(sql, params).fetchone()
                 if row is None:
                     return None
-                state, current_epoch, last_seq, old_reason, old_metadata = row
-                if TaskState(state) not in source_set:
-                    return None
-                if epoch is not None and current_epoch != epoch:
-                    return None
-                new_epoch = current_epoch + 1 if claim else current_epoch
-                new_reason = reason if reason is not None else old_reason
-                merged = json.loads(old_metadata)
-                if metadata:
-                    merged.update(metadata)
-                seq = last_seq + 1
-                db.execute(
-                    "UPDATE tasks SET state = ?, prior_state = ?, epoch = ?, reason = ?,"
-                    " status_message = ?, metadata = ?, updated_at = ?, last_seq = ? WHERE id = ?",
-                    (
-                        target.value,
-                        state,
-                        new_epoch,
-                        new_reason,
-                        json.dumps(message) if message is not None else None,
-                        json.dumps(merged),
-                        now,
-                        seq,
-                        task_id,
-                    ),
-                )
-                data = status_event_data(target, message, new_reason, now, state)
+                record = _record(row)
+                data = status_event_data(target, message, record.reason, now, record.prior_state)
                 db.execute(
                     "INSERT INTO events (task_id, seq, kind, data, final, created_at)"
                     " VALUES (?, ?, 'status', ?, ?, ?)",
-                    (task_id, seq, json.dumps(data), int(target.terminal), now),
+                    (task_id, record.last_seq, json.dumps(data), int(target.terminal), now),
                 )
-                return _fetch(db, task_id)
+                return record
 
         record = await self._run(cas)
         if record is not None:
@@ -326,6 +351,12 @@ class SQLiteStore(Store):
         return event
 
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:
+        last = await self._run(
+            lambda db: db.execute("SELECT last_seq FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        )
+        if last is None or last[0] <= after_seq:
+            return []
+
         def read(db: sqlite3.Connection) -> list[Event]:
             rows = db.execute(
                 "SELECT seq, kind, data, final, created_at FROM events"
@@ -334,11 +365,11 @@ class SQLiteStore(Store):
             ).fetchall()
             return [Event(task_id, r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
 
-        return await self._run(read)
+        return await (self._read(read) if last[0] - after_seq > LONG_LOG else self._run(read))
 
     async def fail_unfinished(self, reason: str) -> list[str]:
         active = [s.value for s in ACTIVE_STATES]
-        rows = await self._run(
+        rows = await self._read(
             lambda db: db.execute(
                 f"SELECT id, state FROM tasks WHERE state IN ({', '.join('?' * len(active))})",
                 active,
@@ -354,18 +385,12 @@ class SQLiteStore(Store):
         return failed
 
     async def submitted_ids(self) -> list[str]:
-        rows = await self._run(
+        rows = await self._read(
             lambda db: db.execute(
                 "SELECT id FROM tasks WHERE state = 'submitted' ORDER BY created_at"
             ).fetchall()
         )
         return [r[0] for r in rows]
-
-
-def _fetch(db: sqlite3.Connection, task_id: str) -> TaskRecord:
-    return _record(
-        db.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
-    )
 
 
 class _transaction:
