@@ -8,6 +8,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -432,7 +433,8 @@ def _seconds(options: dict[str, Any], key: str, default: float | None) -> float 
     value = options.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    # `not 0 < value < inf` also refuses NaN, for which every comparison is false.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise InvalidParams(f"{key} must be a positive number of seconds")
     return float(value)
 

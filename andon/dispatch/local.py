@@ -19,11 +19,13 @@ class LocalDispatcher(Dispatcher):
     def __init__(self, supervisor: Supervisor, max_concurrent: int = 64) -> None:
         self.supervisor = supervisor
         self.max_concurrent = max_concurrent
-        self._queue: deque[tuple[str, asyncio.Future[None] | None]] = deque()
+        self._queue: deque[str] = deque()
         self._wakeup = asyncio.Event()
         self._runs: set[asyncio.Task[None]] = set()
-        self._context_tail: dict[str, asyncio.Future[None]] = {}
-        self._serial_done: dict[str, tuple[str, asyncio.Future[None]]] = {}
+        self._parked: set[asyncio.Task[None]] = set()
+        self._ended: dict[str, asyncio.Future[None]] = {}
+        """Every dispatched task until its attempt is over, for `serial` successors."""
+        self._contexts: dict[str, list[str]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -32,49 +34,62 @@ class LocalDispatcher(Dispatcher):
         self._loop_task = asyncio.create_task(self._feed(), name="andon-dispatch")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        for task in [*self._parked, *([self._loop_task] if self._loop_task else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+                await task
+        self._loop_task = None
         if self._runs:
             await asyncio.wait(list(self._runs))
 
     async def dispatch(self, task_id: str, context_id: str, *, serial: bool = False) -> None:
-        after: asyncio.Future[None] | None = None
-        if serial:
-            after = self._context_tail.get(context_id)
-            tail: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._context_tail[context_id] = tail
-            self._queue.append((task_id, after))
-            self._serial_done[task_id] = (context_id, tail)
+        earlier = [self._ended[t] for t in self._contexts.get(context_id, ())]
+        ended = asyncio.get_running_loop().create_future()
+        self._ended[task_id] = ended
+        self._contexts.setdefault(context_id, []).append(task_id)
+        ended.add_done_callback(lambda _: self._forget(task_id, context_id))
+        if serial and earlier:
+            # Parked outside the queue: a task waiting for its context holds no slot.
+            parked = asyncio.create_task(self._after(earlier, task_id))
+            self._parked.add(parked)
+            parked.add_done_callback(self._parked.discard)
         else:
-            self._queue.append((task_id, None))
+            self._enqueue(task_id)
+
+    async def _after(self, earlier: list[asyncio.Future[None]], task_id: str) -> None:
+        await asyncio.wait(earlier)
+        self._enqueue(task_id)
+
+    def _enqueue(self, task_id: str) -> None:
+        self._queue.append(task_id)
         self._wakeup.set()
+
+    def _forget(self, task_id: str, context_id: str) -> None:
+        self._ended.pop(task_id, None)
+        siblings = self._contexts.get(context_id)
+        if siblings is not None:
+            siblings.remove(task_id)
+            if not siblings:
+                del self._contexts[context_id]
 
     async def _feed(self) -> None:
         while True:
             while not self._queue or len(self._runs) >= self.max_concurrent:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            task_id, after = self._queue.popleft()
-            run = asyncio.create_task(self._run(task_id, after), name=f"andon-run-{task_id}")
+            task_id = self._queue.popleft()
+            run = asyncio.create_task(self._run(task_id), name=f"andon-run-{task_id}")
             self._runs.add(run)
             self._idle.clear()
             run.add_done_callback(self._finished)
 
-    async def _run(self, task_id: str, after: asyncio.Future[None] | None) -> None:
+    async def _run(self, task_id: str) -> None:
         try:
-            if after is not None:
-                await asyncio.shield(after)
             await self.supervisor.run(task_id)
         finally:
-            serial = self._serial_done.pop(task_id, None)
-            if serial is not None:
-                context_id, tail = serial
-                tail.set_result(None)
-                if self._context_tail.get(context_id) is tail:
-                    del self._context_tail[context_id]
+            ended = self._ended.get(task_id)
+            if ended is not None and not ended.done():
+                ended.set_result(None)
 
     def _finished(self, run: asyncio.Task[None]) -> None:
         self._runs.discard(run)

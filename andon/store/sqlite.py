@@ -160,9 +160,15 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version={number}; COMMIT;")
+        # The version is read inside the write transaction: two processes opening a new
+        # file at once must not both apply the same migration.
+        with _transaction(db):
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
 
     async def close(self) -> None:
         if self._checkpoints is not None:
