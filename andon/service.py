@@ -300,12 +300,21 @@ class TaskService:
         timeout: float | None,
         until: Collection[TaskState] = frozenset(),
     ) -> None:
-        """Wait until the final event (or a status in `until`) is in the log."""
-        with contextlib.suppress(TimeoutError):
+        """Wait, up to `timeout`, until the task has changed since event `after_seq` and
+        has ended or is in a state of `until`. Reads the task, not its log, once per
+        append: waiting costs one point read a wake-up."""
+        with self.store.notifier.listen(task_id) as wake, contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                async for event in self.store.follow(task_id, after_seq):
-                    if event.kind == "status" and TaskState(event.data["state"]) in until:
+                while True:
+                    wake.clear()
+                    record = await self.store.get_task(task_id)
+                    if record is None:
                         return
+                    if record.last_seq > after_seq and (
+                        record.state.terminal or record.state in until
+                    ):
+                        return
+                    await wake.wait()
 
     # -- cancel ------------------------------------------------------------------------
 

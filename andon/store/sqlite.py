@@ -357,21 +357,19 @@ class SQLiteStore(Store):
         return event
 
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:
-        last = await self._run(
-            lambda db: db.execute("SELECT last_seq FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        )
-        if last is None or last[0] <= after_seq:
-            return []
-
-        def read(db: sqlite3.Connection) -> list[Event]:
+        def read(db: sqlite3.Connection, limit: int = -1) -> list[Event]:
             rows = db.execute(
                 "SELECT seq, kind, data, final, created_at FROM events"
-                " WHERE task_id = ? AND seq > ? ORDER BY seq",
-                (task_id, after_seq),
+                " WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (task_id, after_seq, limit),
             ).fetchall()
             return [Event(task_id, r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
 
-        return await (self._read(read) if last[0] - after_seq > LONG_LOG else self._run(read))
+        # A short log is read on the loop; past LONG_LOG events, the reader thread reads it.
+        events = await self._run(lambda db: read(db, LONG_LOG + 1))
+        if len(events) <= LONG_LOG:
+            return events
+        return await self._read(read)
 
     async def fail_unfinished(self, reason: str) -> list[str]:
         active = [s.value for s in ACTIVE_STATES]
