@@ -23,6 +23,7 @@ from andon.protocol.errors import (
     InvalidParams,
     InvalidRequest,
     PushNotificationNotSupported,
+    VersionNotSupported,
 )
 from andon.protocol.jsonrpc import (
     RejectedRequest,
@@ -109,8 +110,10 @@ class A2AServer:
             error_body = error_response(rejected.request_id, codec.encode_error(rejected.error))
             return Response(error_body, media_type="application/json")
         except HTTPProblem as problem:
+            # Refused before the body was read: answer in the version the header names.
+            codec = _codec_or_default(request.headers.get("a2a-version"))
             error_body = error_response(
-                request_id, codec.encode_error(InvalidRequest(problem.message))
+                request_id, codec.encode_error(problem.error(problem.message))
             )
             return Response(error_body, problem.status, problem.headers, "application/json")
         except A2AError as error:
@@ -184,7 +187,7 @@ class A2AServer:
                     )
                 return json_response(await self._call(method, codec, params, principal))
             except HTTPProblem as problem:
-                body = rest_error(problem.status, problem.message, "INVALID_REQUEST")
+                body = rest_error(problem.status, problem.message, problem.error.reason)
                 return json_response(body, problem.status, problem.headers)
             except A2AError as error:
                 body = rest_error(error.http_status, error.message, error.reason)
@@ -317,6 +320,14 @@ def encode_update(codec: Codec, update: Update) -> Any:
 
 _INTEGER_QUERY = frozenset({"pageSize", "historyLength"})
 _BOOLEAN_QUERY = frozenset({"includeArtifacts"})
+
+
+def _codec_or_default(header: str | None) -> Codec:
+    """The codec a header names, or 0.3 for a version andon does not speak."""
+    try:
+        return codec_for(negotiate(header))
+    except VersionNotSupported:
+        return codec_for(Version.V0_3)
 
 
 def _query_value(key: str, value: str) -> Any:

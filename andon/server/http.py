@@ -13,7 +13,12 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from andon.protocol.errors import A2AError, InvalidRequest, JSONParseError
+from andon.protocol.errors import (
+    A2AError,
+    ContentTypeNotSupported,
+    InvalidRequest,
+    JSONParseError,
+)
 from andon.server.auth import LOCAL, TokenAuth
 from andon.server.operations import Update
 from andon.server.streams import DisconnectPolicy
@@ -26,13 +31,21 @@ DISCONNECT_HEADER = "x-andon-on-disconnect"
 
 
 class HTTPProblem(Exception):
-    """An error answered at the HTTP level (401, 413, 415) before any protocol parsing."""
+    """An error answered at the HTTP level (401, 413, 415) before any protocol parsing;
+    `error` is the A2A error a body reports it as (JSON-RPC code, REST reason)."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        error: type[A2AError] = InvalidRequest,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.error = error
 
 
 def dumps(value: Any) -> bytes:
@@ -66,7 +79,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media not in ("application/json", "application/a2a+json", ""):
-        raise HTTPProblem(415, f"Content-Type must be application/json, not {media!r}")
+        raise HTTPProblem(
+            415,
+            f"Content-Type must be application/json, not {media!r}",
+            error=ContentTypeNotSupported,
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPProblem(413, f"request body over {limit} bytes")
