@@ -61,3 +61,67 @@ async def test_rest_wrong_content_type_names_its_reason(client: httpx.AsyncClien
     )
     assert response.status_code == 415
     assert response.json()["error"]["details"][0]["reason"] == "CONTENT_TYPE_NOT_SUPPORTED"
+
+
+# -- DM-MSG-001: an agent may answer with a message instead of a task ------------------
+
+
+@agent.skill("reply")
+async def reply(ctx: andon.TaskContext) -> Any:
+    return ctx.reply(f"direct {ctx.text}", metadata={"k": "v"})
+
+
+def to_reply(message: dict[str, Any]) -> dict[str, Any]:
+    return {**message, "metadata": {"andon.skill": "reply"}}
+
+
+async def test_direct_reply_is_the_send_result_in_1_0(client: httpx.AsyncClient) -> None:
+    params = {"message": to_reply(v1_message("hi"))}
+    body = (await client.post("/", json=rpc("SendMessage", params), headers=V1)).json()
+    message = body["result"]["message"]
+    assert message["role"] == "ROLE_AGENT"
+    assert message["parts"] == [{"text": "direct hi"}]
+    assert message["metadata"] == {"k": "v"}
+    # The task behind it exists, completed, with the reply as its status message.
+    got = await client.post("/", json=rpc("GetTask", {"id": message["taskId"]}), headers=V1)
+    task = got.json()["result"]
+    assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert task["status"]["message"]["messageId"] == message["messageId"]
+    assert task["metadata"]["andon.directReply"] is True
+
+    rest = await client.post("/message:send", json=params, headers=V1)
+    assert rest.status_code == 200
+    assert rest.json()["message"]["parts"] == [{"text": "direct hi"}]
+
+
+async def test_direct_reply_is_the_send_result_in_0_3(client: httpx.AsyncClient) -> None:
+    message = {
+        "kind": "message",
+        "role": "user",
+        "parts": [{"kind": "text", "text": "hi"}],
+        "messageId": "m-03",
+        "metadata": {"andon.skill": "reply"},
+    }
+    body = (await client.post("/", json=rpc("message/send", {"message": message}))).json()
+    result = body["result"]
+    assert result["kind"] == "message" and result["role"] == "agent"
+    assert result["parts"] == [{"kind": "text", "text": "direct hi"}]
+
+
+async def test_direct_reply_streams_as_the_completed_status(client: httpx.AsyncClient) -> None:
+    params = {"message": to_reply(v1_message("hi"))}
+    response = await client.post("/", json=rpc("SendStreamingMessage", params), headers=V1)
+    events = [line for line in response.text.splitlines() if line.startswith("data:")]
+    last = httpx.Response(200, content=events[-1].removeprefix("data:")).json()
+    status = last["result"]["statusUpdate"]["status"]
+    assert status["state"] == "TASK_STATE_COMPLETED"
+    assert status["message"]["parts"] == [{"text": "direct hi"}]
+
+
+async def test_returning_immediately_still_gives_the_task(client: httpx.AsyncClient) -> None:
+    params = {
+        "message": to_reply(v1_message("hi")),
+        "configuration": {"returnImmediately": True},
+    }
+    body = (await client.post("/", json=rpc("SendMessage", params), headers=V1)).json()
+    assert "task" in body["result"]

@@ -33,6 +33,8 @@ Content = str | bytes | dict[str, Any] | Part | Sequence[Part]
 FileData = str | bytes | Iterable[str | bytes] | AsyncIterable[str | bytes]
 CancelHook = Callable[[], Any]
 _YIELD_EVERY = 0.001
+DIRECT_REPLY = "andon.directReply"
+"""Task metadata: the agent answered with a message (`TaskContext.reply`)."""
 
 
 class TaskFailed(Exception):
@@ -157,6 +159,22 @@ class TaskContext:
         body = Artifact(artifact_id=artifact, name=name, parts=to_parts(content), metadata=metadata)
         await self._append(
             "artifact", {"artifact": body.dump(), "append": append, "lastChunk": last_chunk}
+        )
+
+    def reply(self, content: Content, *, metadata: dict[str, Any] | None = None) -> Message:
+        """A direct answer: `return ctx.reply(...)` from a handler to answer the request
+        with this message rather than with a task (A2A's Message result).
+
+        The task still exists and ends `completed` with this message as its status
+        message, so GetTask, history and streams all show it; a blocking SendMessage
+        returns the message itself.
+        """
+        return Message(
+            role=Role.AGENT,
+            parts=to_parts(content),
+            context_id=self.context_id,
+            task_id=self.task_id,
+            metadata=metadata,
         )
 
     async def progress(self, text: str) -> None:

@@ -23,7 +23,7 @@ from andon.protocol.types import (
     TaskState,
 )
 from andon.runtime.agent import Agent
-from andon.runtime.context import SyncTaskContext, TaskContext, TaskFailed
+from andon.runtime.context import DIRECT_REPLY, SyncTaskContext, TaskContext, TaskFailed
 from andon.runtime.scope import CancelMode, CancelScope, TaskCancelled
 from andon.store.base import Store, TaskRecord
 
@@ -184,6 +184,7 @@ class Supervisor:
         agent_task = attempt.agent_task
         assert agent_task is not None
         target, reason, text = TaskState.COMPLETED, None, None
+        reply: Message | None = None
         if agent_task.cancelled():
             target, reason, text = TaskState.FAILED, FailReason.ERROR, "agent task was cancelled"
         elif (exc := agent_task.exception()) is not None:
@@ -196,13 +197,18 @@ class Supervisor:
             target, reason, text = TaskState.FAILED, FailReason.ERROR, str(exc) or repr(exc)
         else:
             result = agent_task.result()
-            if isinstance(result, str) and result:
+            if isinstance(result, Message):
+                reply = result  # TaskContext.reply: the answer to the request itself
+            elif isinstance(result, str) and result:
                 text = result
         message = (
             Message(role=Role.AGENT, parts=[Part(text=text)], task_id=attempt.task_id).dump()
             if text
             else None
         )
+        if reply is not None:
+            update = {"role": Role.AGENT, "task_id": attempt.task_id}
+            message = reply.model_copy(update=update).dump()
         await self._teardown_quietly(attempt)
         ended = await self.store.transition(
             attempt.task_id,
@@ -211,6 +217,7 @@ class Supervisor:
             epoch=attempt.epoch,
             reason=reason,
             message=message,
+            metadata={DIRECT_REPLY: True} if reply is not None else None,
         )
         if ended is not None:
             return True

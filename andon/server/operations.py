@@ -20,7 +20,8 @@ from andon.protocol.params import (
     SendMessageParams,
     SubscribeParams,
 )
-from andon.protocol.types import Task, TaskState
+from andon.protocol.types import Message, Task, TaskState
+from andon.runtime.context import DIRECT_REPLY
 from andon.runtime.scope import CancelMode
 from andon.server.streams import DisconnectPolicy, Subscribers, follow_task
 from andon.service import CancelOutcome, Principal, TaskList, TaskService
@@ -50,14 +51,19 @@ class Operations:
         self.subscribers = subscribers
         self.send_wait = send_wait
 
-    async def send(self, params: SendMessageParams, principal: Principal) -> Task:
-        """SendMessage: by default waits until the task ends or needs input."""
+    async def send(self, params: SendMessageParams, principal: Principal) -> Task | Message:
+        """SendMessage: by default waits until the task ends or needs input. A task its
+        agent answered with `ctx.reply` is answered with that message."""
         record = await self.service.submit(params.message, principal, metadata=params.metadata)
         config = params.configuration
         if config is None or config.blocking:
             await self.service.wait(record.id, record.last_seq - 1, self.send_wait, WAIT_UNTIL)
         history = config.history_length if config else None
-        return await self.service.get(record.id, principal, history)
+        task = await self.service.get(record.id, principal, history)
+        metadata = task.metadata or {}
+        if task.status.state is TaskState.COMPLETED and metadata.get(DIRECT_REPLY):
+            return task.status.message or task
+        return task
 
     async def stream(
         self, params: SendMessageParams, principal: Principal, policy: DisconnectPolicy
