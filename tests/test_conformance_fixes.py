@@ -125,3 +125,79 @@ async def test_returning_immediately_still_gives_the_task(client: httpx.AsyncCli
     }
     body = (await client.post("/", json=rpc("SendMessage", params), headers=V1)).json()
     assert "task" in body["result"]
+
+
+# -- the agent card: CARD-STRUCT-001, CARD-CACHE-002/003, the 0.3 HTTP+JSON interface --
+
+
+async def test_card_lists_both_bindings_in_both_versions(client: httpx.AsyncClient) -> None:
+    card = (await client.get("/.well-known/agent-card.json")).json()
+    assert [(i["protocolBinding"], i["protocolVersion"]) for i in card["supportedInterfaces"]] == [
+        ("JSONRPC", "1.0"),
+        ("HTTP+JSON", "1.0"),
+        ("JSONRPC", "0.3"),
+        ("HTTP+JSON", "0.3"),
+    ]
+    # 0.3 readers find the HTTP+JSON interface too, and its /v1 routes answer.
+    assert {"url": "http://testserver", "transport": "HTTP+JSON"} in card["additionalInterfaces"]
+    message = {"kind": "message", "role": "user", "parts": [{"kind": "text", "text": "hi"}]}
+    sent = await client.post("/v1/message:send", json={"message": {**message, "messageId": "x"}})
+    assert sent.status_code == 200 and sent.json()["status"]["state"] == "completed"
+
+
+async def test_card_is_cacheable(client: httpx.AsyncClient) -> None:
+    first = await client.get("/.well-known/agent-card.json")
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and first.headers["last-modified"].endswith("GMT")
+    assert "max-age" in first.headers["cache-control"]
+    again = await client.get("/.well-known/agent-card.json", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["etag"] == etag and not again.content
+    other = await client.get("/.well-known/agent-card.json", headers={"If-None-Match": '"x"'})
+    assert other.status_code == 200
+
+
+async def test_card_of_one_version_on_request(client: httpx.AsyncClient) -> None:
+    v1 = (await client.get("/.well-known/agent-card.json", headers=V1)).json()
+    assert "url" not in v1 and "protocolVersion" not in v1 and v1["supportedInterfaces"]
+    v03 = (await client.get("/.well-known/agent-card.json?A2A-Version=0.3")).json()
+    assert v03["protocolVersion"] == "0.3.0" and "supportedInterfaces" not in v03
+
+
+@pytest.fixture
+async def v1_only(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    served = andon.Agent(name="one", skills=agent.skills, a2a_versions=("1.0",))
+    async with andon.open_service(served, str(tmp_path / "andon.sqlite")) as service:
+        app = create_app(service, served, ServerConfig(public_url="http://testserver"))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_agent_served_in_1_0_only_has_a_strict_1_0_card(
+    v1_only: httpx.AsyncClient,
+) -> None:
+    card = (await v1_only.get("/.well-known/agent-card.json")).json()
+    assert {i["protocolVersion"] for i in card["supportedInterfaces"]} == {"1.0"}
+    # Only fields of the 1.0 AgentCard message: a strict ProtoJSON reader accepts it.
+    assert set(card) <= {
+        "name", "description", "version", "supportedInterfaces", "capabilities",
+        "defaultInputModes", "defaultOutputModes", "skills", "provider",
+        "documentationUrl", "iconUrl", "securitySchemes", "securityRequirements",
+        "signatures",
+    }  # fmt: skip
+    send = {"message": {"kind": "message", "role": "user", "parts": [], "messageId": "x"}}
+    refused = (await v1_only.post("/", json=rpc("message/send", send))).json()
+    assert refused["error"]["code"] == -32009
+    rest = await v1_only.post("/v1/message:send", json=send)
+    assert rest.status_code == 400
+    assert rest.json()["error"]["details"][0]["reason"] == "VERSION_NOT_SUPPORTED"
+    ok = await v1_only.post("/", json=rpc("SendMessage", {"message": v1_message("a")}), headers=V1)
+    assert ok.json()["result"]["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+def test_a2a_versions_are_checked() -> None:
+    assert andon.Agent(name="a", a2a_versions="0.3").a2a_versions == ("0.3",)
+    with pytest.raises(ValueError, match="a2a_versions"):
+        andon.Agent(name="a", a2a_versions=("2.0",))
+    with pytest.raises(ValueError, match="a2a_versions"):
+        andon.Agent(name="a", a2a_versions=())

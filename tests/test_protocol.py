@@ -1067,6 +1067,7 @@ def test_card_v1() -> None:
         {"url": "http://localhost:8000/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
         {"url": "http://localhost:8000/", "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
         {"url": "http://localhost:8000/", "protocolBinding": "JSONRPC", "protocolVersion": "0.3"},
+        {"url": "http://localhost:8000/", "protocolBinding": "HTTP+JSON", "protocolVersion": "0.3"},
     ]
     assert card["capabilities"] == {
         "streaming": True,

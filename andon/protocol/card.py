@@ -91,18 +91,26 @@ def build_card(
     rest: bool = True,
     provider: AgentProvider | None = None,
     documentation_url: str | None = None,
+    versions: Iterable[Version] = (Version.V1_0, Version.V0_3),
 ) -> AgentCard:
-    """The card of an andon server: JSON-RPC in 1.0 and 0.3 and HTTP+JSON in 1.0, all at
-    `base_url` unless told otherwise (the REST paths never collide with JSON-RPC's POST)."""
-    rpc = jsonrpc_url or base_url
-    interfaces = [AgentInterface(url=rpc, protocol_binding=JSONRPC, protocol_version="1.0")]
-    if rest:
+    """The card of an andon server: JSON-RPC and HTTP+JSON in each of `versions`, all at
+    `base_url` unless told otherwise (the REST paths never collide with JSON-RPC's POST;
+    0.3's HTTP+JSON paths start with `/v1`, below the same URL)."""
+    rpc, rest_at = jsonrpc_url or base_url, rest_url or base_url
+    wanted = set(versions)
+    interfaces = []
+    for served in (v for v in (Version.V1_0, Version.V0_3) if v in wanted):  # preferred first
         interfaces.append(
-            AgentInterface(
-                url=rest_url or base_url, protocol_binding=HTTP_JSON, protocol_version="1.0"
-            )
+            AgentInterface(url=rpc, protocol_binding=JSONRPC, protocol_version=served.value)
         )
-    interfaces.append(AgentInterface(url=rpc, protocol_binding=JSONRPC, protocol_version="0.3"))
+        if rest:
+            interfaces.append(
+                AgentInterface(
+                    url=rest_at, protocol_binding=HTTP_JSON, protocol_version=served.value
+                )
+            )
+    if not interfaces:
+        raise ValueError("a card needs at least one A2A version")
     listed = [AgentSkill.model_validate(s) for s in skills]
     # 1.0 makes `skills` and each skill's `tags` required and non-empty.
     listed = [s if s.tags else s.model_copy(update={"tags": [s.id]}) for s in listed] or [

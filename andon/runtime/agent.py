@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from andon.protocol.types import Message
+from andon.protocol.wire import Version
 
 Handler = Callable[..., Any]
 
@@ -28,12 +29,29 @@ class Agent:
     Handlers are `async def f(ctx: TaskContext)` or plain `def f(ctx: SyncTaskContext)`
     (run in a thread). A message picks its skill with the metadata key `andon.skill`;
     otherwise the first skill serves it.
+
+    `a2a_versions` are the A2A versions the agent is served in: its card lists only
+    their interfaces, and a request in another version answers VersionNotSupported.
+    Served in one version only, the card is that version's card exactly (a strict
+    1.0 reader finds no 0.3 field in it).
     """
 
     name: str
     description: str = ""
     version: str = "0.1.0"
     skills: list[Skill] = field(default_factory=list)
+    a2a_versions: Sequence[str] = (Version.V1_0, Version.V0_3)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.a2a_versions, str):
+            self.a2a_versions = (self.a2a_versions,)
+        known = {v.value for v in Version}
+        if not self.a2a_versions or any(v not in known for v in self.a2a_versions):
+            raise ValueError(
+                f"a2a_versions must name some of {', '.join(sorted(known))}, "
+                f"not {list(self.a2a_versions)!r}"
+            )
+        self.a2a_versions = tuple(Version(v) for v in self.a2a_versions)
 
     def skill(
         self,

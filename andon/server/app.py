@@ -3,10 +3,13 @@ root, 0.3 under `/v1`), the agent card, and the operator endpoints."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from andon.protocol.card import build_card, card_document
+from andon.protocol.card import AgentCard, build_card, card_document, render_card
 from andon.protocol.codec import codec_for, negotiate
 from andon.protocol.errors import (
     A2AError,
@@ -84,6 +87,8 @@ class A2AServer:
         self.subscribers = Subscribers(service)
         self.operations = Operations(service, self.subscribers, config.send_wait)
         self._openapi: dict[str, Any] | None = None
+        self._cards: dict[Version | None, tuple[bytes, str]] = {}
+        self._card_time = formatdate(time.time(), usegmt=True)
 
     # -- JSON-RPC ----------------------------------------------------------------------
 
@@ -95,7 +100,7 @@ class A2AServer:
             body = await read_body(request, self.config.max_body)
             parsed = parse_request(body)
             request_id = parsed.id
-            codec = codec_for(negotiate(request.headers.get("a2a-version")))
+            codec = self._codec(request.headers.get("a2a-version"))
             method = codec.method(parsed.method)
             if method.streaming:
                 updates = await self._open_stream(method, codec, parsed.params, principal, request)
@@ -123,6 +128,18 @@ class A2AServer:
             log.exception("JSON-RPC request failed")
             error_body = error_response(request_id, codec.encode_error(InternalError()))
             return Response(error_body, media_type="application/json")
+
+    def _codec(self, header: str | None, default: Version | None = None) -> Codec:
+        """The codec of the version a request names (else the route's), if the agent is
+        served in it."""
+        version = default if default is not None and not header else negotiate(header)
+        if version not in self.agent.a2a_versions:
+            served = ", ".join(self.agent.a2a_versions)
+            raise VersionNotSupported(
+                f"this agent is served in A2A {served}, not {version}",
+                data={"requested": version.value, "supported": served},
+            )
+        return codec_for(version)
 
     async def _call(self, method: Method, codec: Codec, params: Any, principal: Principal) -> Any:
         ops = self.operations
@@ -175,8 +192,7 @@ class A2AServer:
         async def endpoint(request: Request) -> Response:
             try:
                 principal = authenticate(request, self.config.auth)
-                header = request.headers.get("a2a-version")
-                codec = codec_for(negotiate(header) if header else version)
+                codec = self._codec(request.headers.get("a2a-version"), version)
                 params = await self._rest_params(request)
                 if method.streaming:
                     updates = await self._open_stream(method, codec, params, principal, request)
@@ -212,8 +228,37 @@ class A2AServer:
     # -- agent card ---------------------------------------------------------------------
 
     async def card(self, request: Request) -> Response:
-        """The agent card: the 1.0 card with the 0.3 fields beside it, so clients of
-        either version read it."""
+        """The agent card. Asked without an A2A version (header or query parameter): the
+        cards of the versions the agent is served in, as one document (the 1.0 card with
+        the 0.3 fields beside it, so clients of either version read it); asked for one
+        version: that version's card exactly. Cacheable (ETag, Last-Modified, 304)."""
+        asked = request.headers.get("a2a-version") or request.query_params.get("A2A-Version")
+        try:
+            version = negotiate(asked) if asked else None
+        except VersionNotSupported:
+            version = None  # discovery should not fail: the default document
+        if version not in self.agent.a2a_versions:
+            version = None
+        if version not in self._cards:
+            card = self._build_card()
+            body = dumps(card_document(card) if version is None else render_card(card, version))
+            self._cards[version] = body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        body, etag = self._cards[version]
+        headers = {
+            "Cache-Control": "public, max-age=300",
+            "ETag": etag,
+            "Last-Modified": self._card_time,
+            "Vary": "A2A-Version",
+        }
+        matches = [
+            t.strip().removeprefix("W/")
+            for t in request.headers.get("if-none-match", "").split(",")
+        ]
+        if etag in matches or "*" in matches:
+            return Response(status_code=304, headers=headers)
+        return Response(body, headers=headers, media_type="application/json")
+
+    def _build_card(self) -> AgentCard:
         skills = [
             {
                 "id": skill.id,
@@ -224,7 +269,7 @@ class A2AServer:
             }
             for skill in self.agent.skills
         ]
-        card = build_card(
+        return build_card(
             name=self.agent.name,
             description=self.agent.description or self.agent.name,
             version=self.agent.version,
@@ -232,8 +277,8 @@ class A2AServer:
             skills=skills,
             security=self.config.auth is not None,
             extensions=EXTENSIONS,
+            versions=[Version(v) for v in self.agent.a2a_versions],
         )
-        return json_response(card_document(card), headers={"Cache-Control": "public, max-age=300"})
 
     async def openapi(self, request: Request) -> Response:
         if self._openapi is None:
