@@ -201,3 +201,32 @@ def test_a2a_versions_are_checked() -> None:
         andon.Agent(name="a", a2a_versions=("2.0",))
     with pytest.raises(ValueError, match="a2a_versions"):
         andon.Agent(name="a", a2a_versions=())
+
+
+# -- A2A 0.3: a streaming method's error is an SSE event; an unknown part type refused --
+
+
+async def test_0_3_streaming_error_is_an_sse_event(client: httpx.AsyncClient) -> None:
+    response = await client.post("/", json=rpc("tasks/resubscribe", {"id": "nope"}, 7))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    data = response.text.removeprefix("data: ").strip()
+    assert httpx.Response(200, content=data).json() == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {"code": -32001, "message": "task nope not found"},
+    }
+    # A2A 1.0 keeps the plain JSON-RPC error response.
+    plain = await client.post("/", json=rpc("SubscribeToTask", {"id": "nope"}), headers=V1)
+    assert plain.headers["content-type"] == "application/json"
+    assert plain.json()["error"]["code"] == -32001
+
+
+async def test_0_3_part_of_unknown_type_is_invalid_params(client: httpx.AsyncClient) -> None:
+    part = {"type": "unsupported_type", "text": "This should be rejected"}
+    message = {"kind": "message", "role": "user", "parts": [part], "messageId": "u"}
+    body = (await client.post("/", json=rpc("message/send", {"message": message}))).json()
+    assert body["error"]["code"] == -32602
+    # A part without any discriminator is still read by its content.
+    message["parts"] = [{"text": "plain"}]
+    body = (await client.post("/", json=rpc("message/send", {"message": message}))).json()
+    assert body["result"]["status"]["state"] == "completed"

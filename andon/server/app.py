@@ -46,6 +46,7 @@ from andon.server.http import (
     json_response,
     read_body,
     read_json,
+    sse_event,
     sse_response,
 )
 from andon.server.openapi import DOCS_PAGE, build_openapi
@@ -103,7 +104,16 @@ class A2AServer:
             codec = self._codec(request.headers.get("a2a-version"))
             method = codec.method(parsed.method)
             if method.streaming:
-                updates = await self._open_stream(method, codec, parsed.params, principal, request)
+                try:
+                    updates = await self._open_stream(
+                        method, codec, parsed.params, principal, request
+                    )
+                except A2AError as error:
+                    if codec.version is not Version.V0_3:
+                        raise
+                    # A2A 0.3 answers a streaming method with an SSE stream of JSON-RPC
+                    # responses, an error included (0.3 clients read nothing else).
+                    return sse_event(error_response(request_id, codec.encode_error(error)))
                 return sse_response(
                     updates,
                     lambda update: success_response(request_id, encode_update(codec, update)),

@@ -119,6 +119,11 @@ def disconnect_policy(
     return DisconnectPolicy.parse(chosen)
 
 
+def sse_event(data: bytes) -> Response:
+    """A stream of one event (a streaming method's error, before any other event)."""
+    return Response(b"data: " + data + b"\n\n", media_type="text/event-stream", headers=SSE_HEADERS)
+
+
 def sse_response(
     items: AsyncIterator[Update],
     encode: Callable[[Update], bytes],
