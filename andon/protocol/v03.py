@@ -86,7 +86,9 @@ class V03Codec(Codec):
 
     def part_in(self, raw: Any, path: str) -> dict[str, Any]:
         part = obj(raw, path)
-        kind = part.get("kind") or _guess_part(part)
+        # `type` is the discriminator's name before 0.2; an unknown one is refused, not
+        # guessed past.
+        kind = part.get("kind") or part.get("type") or _guess_part(part)
         metadata = part.get("metadata")
         out: dict[str, Any]
         if kind == "text":
