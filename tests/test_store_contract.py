@@ -1,0 +1,705 @@
+"""The store contract (andon/store/base.py), run against every backend.
+
+Every test here talks to the store only through the `Store` interface, so a second
+backend runs the same suite unchanged: add one entry to `BACKENDS` (a factory that
+gives stores on one fresh, empty storage per test, and reads its schema version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from andon.protocol.types import TaskState, new_id
+from andon.store.base import Event, NewTask, Store, TaskRecord
+from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
+from andon.store.sqlite import MIGRATIONS, SQLiteStore
+from tests.helpers import eventually, user_text
+
+S = TaskState
+TERMINAL = [S.COMPLETED, S.FAILED, S.CANCELED, S.REJECTED]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to reach one backend's storage for one test."""
+
+    make: Callable[[], Store]
+    """A new, unopened store on this test's storage (call twice: the same data)."""
+    schema_version: Callable[[], Awaitable[tuple[int, int]]]
+    """(version recorded in the storage, number of migrations the code knows)."""
+
+
+def sqlite_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "s.sqlite"
+
+    async def schema_version() -> tuple[int, int]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return db.execute("PRAGMA user_version").fetchone()[0], len(MIGRATIONS)
+
+    return Backend(make=lambda: SQLiteStore(path), schema_version=schema_version)
+
+
+# Adding PostgreSQL is one entry here, e.g.
+#   pytest.param(postgres_backend, id="postgres", marks=pytest.mark.postgres)
+# where postgres_backend(tmp_path) gives `PostgresStore(url)` on a fresh database.
+BACKENDS = [
+    pytest.param(sqlite_backend, id="sqlite"),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    factory: Callable[[Path], Backend] = request.param
+    return factory(tmp_path)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = backend.make()
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+async def create(
+    store: Store,
+    *,
+    owner: str = "alice",
+    context_id: str | None = None,
+    text: str = "hello",
+    **fields: Any,
+) -> TaskRecord:
+    task_id = new_id()
+    context_id = context_id or new_id()
+    message = user_text(text, task_id=task_id, context_id=context_id).dump()
+    return await store.create_task(
+        NewTask(id=task_id, context_id=context_id, owner=owner, **fields), message
+    )
+
+
+async def claim(store: Store, task_id: str) -> TaskRecord:
+    record = await store.transition(task_id, sources=[S.SUBMITTED], target=S.WORKING, claim=True)
+    assert record is not None
+    return record
+
+
+async def move(store: Store, task_id: str, source: TaskState, target: TaskState) -> TaskRecord:
+    record = await store.transition(task_id, sources=[source], target=target)
+    assert record is not None, f"{source} -> {target} lost"
+    return record
+
+
+# The way to reach each state from a new task, one legal step at a time.
+PATHS: dict[TaskState, list[TaskState]] = {
+    S.SUBMITTED: [],
+    S.WORKING: [S.WORKING],
+    S.INPUT_REQUIRED: [S.WORKING, S.INPUT_REQUIRED],
+    S.AUTH_REQUIRED: [S.WORKING, S.AUTH_REQUIRED],
+    S.CANCELING: [S.WORKING, S.CANCELING],
+    S.COMPLETED: [S.WORKING, S.COMPLETED],
+    S.FAILED: [S.WORKING, S.FAILED],
+    S.CANCELED: [S.WORKING, S.CANCELING, S.CANCELED],
+    S.REJECTED: [S.REJECTED],
+}
+
+
+async def in_state(store: Store, state: TaskState, **fields: Any) -> TaskRecord:
+    record = await create(store, **fields)
+    current = S.SUBMITTED
+    for target in PATHS[state]:
+        if current is S.SUBMITTED and target is S.WORKING:
+            record = await claim(store, record.id)
+        else:
+            record = await move(store, record.id, current, target)
+        current = target
+    assert record.state is state
+    return record
+
+
+def statuses(events: list[Event]) -> list[str]:
+    return [e.data["state"] for e in events if e.kind == "status"]
+
+
+# -- create / get ---------------------------------------------------------------------
+
+
+async def test_create_task_is_submitted_with_message_and_status_events(store: Store) -> None:
+    task_id, context_id = new_id(), new_id()
+    message = user_text("hello", task_id=task_id, context_id=context_id).dump()
+    record = await store.create_task(
+        NewTask(
+            id=task_id,
+            context_id=context_id,
+            owner="alice",
+            metadata={"k": "v"},
+            retry_of="older",
+            timeout=1.5,
+            idle_timeout=2.5,
+            input_timeout=3.5,
+        ),
+        message,
+    )
+
+    assert record.id == task_id and record.context_id == context_id and record.owner == "alice"
+    assert record.state is S.SUBMITTED and record.visible_state is S.SUBMITTED
+    assert record.epoch == 0
+    assert record.reason is None and record.status_message is None
+    assert record.metadata == {"k": "v"} and record.retry_of == "older"
+    assert (record.timeout, record.idle_timeout, record.input_timeout) == (1.5, 2.5, 3.5)
+    assert record.last_seq == 2
+    assert record.created_at <= record.updated_at
+
+    events = await store.events(task_id)
+    assert [(e.seq, e.kind, e.final) for e in events] == [
+        (1, "message", False),
+        (2, "status", False),
+    ]
+    assert events[0].data == message
+    assert events[1].data["state"] == "submitted"
+    assert all(e.task_id == task_id for e in events)
+    assert await store.get_task(task_id) == record
+
+
+async def test_get_unknown_task_is_none(store: Store) -> None:
+    assert await store.get_task(new_id()) is None
+    assert await store.events(new_id()) == []
+
+
+# -- list -------------------------------------------------------------------------------
+
+
+async def test_list_filters_by_owner_context_and_states(store: Store) -> None:
+    ctx1, ctx2 = new_id(), new_id()
+    a1 = await in_state(store, S.SUBMITTED, owner="alice", context_id=ctx1)
+    a2 = await in_state(store, S.WORKING, owner="alice", context_id=ctx1)
+    a3 = await in_state(store, S.COMPLETED, owner="alice", context_id=ctx2)
+    b1 = await in_state(store, S.WORKING, owner="bob", context_id=ctx1)
+
+    def ids(page_tasks: list[TaskRecord]) -> list[str]:
+        return [t.id for t in page_tasks]
+
+    everyone = await store.list_tasks()
+    assert ids(everyone.tasks) == [b1.id, a3.id, a2.id, a1.id]  # newest first
+    assert everyone.total_size == 4 and everyone.next_page_token == ""
+
+    alice = await store.list_tasks(owner="alice")
+    assert ids(alice.tasks) == [a3.id, a2.id, a1.id] and alice.total_size == 3
+
+    in_ctx1 = await store.list_tasks(context_id=ctx1)
+    assert ids(in_ctx1.tasks) == [b1.id, a2.id, a1.id]
+
+    working = await store.list_tasks(states=[S.WORKING])
+    assert ids(working.tasks) == [b1.id, a2.id] and working.total_size == 2
+
+    some = await store.list_tasks(owner="alice", context_id=ctx1, states=[S.WORKING, S.SUBMITTED])
+    assert ids(some.tasks) == [a2.id, a1.id] and some.total_size == 2
+
+    nobody = await store.list_tasks(owner="carol")
+    assert nobody.tasks == [] and nobody.total_size == 0 and nobody.next_page_token == ""
+
+    # the records listed are the records stored
+    assert everyone.tasks[0] == await store.get_task(b1.id)
+
+
+async def test_list_pagination_walks_every_task_once(store: Store) -> None:
+    created = [await create(store, owner="pager") for _ in range(23)]
+    newest_first = [r.id for r in reversed(created)]
+
+    seen: list[str] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        page = await store.list_tasks(owner="pager", page_size=5, page_token=token)
+        pages += 1
+        assert page.total_size == (23 if pages <= 2 else 24)  # the whole match, not the page
+        assert len(page.tasks) <= 5
+        seen.extend(t.id for t in page.tasks)
+        if pages == 2:
+            # a task created while paging must not shift the pages being walked
+            await create(store, owner="pager")
+        if not page.next_page_token:
+            break
+        token = page.next_page_token
+        assert pages < 10, "pagination never ended"
+
+    assert pages == 5
+    assert seen == newest_first
+    assert len(set(seen)) == len(seen)
+
+
+async def test_list_exact_page_has_no_dangling_token(store: Store) -> None:
+    for _ in range(4):
+        await create(store, owner="exact")
+    first = await store.list_tasks(owner="exact", page_size=2)
+    assert first.next_page_token
+    second = await store.list_tasks(owner="exact", page_size=2, page_token=first.next_page_token)
+    assert len(second.tasks) == 2 and second.next_page_token == ""
+
+
+@pytest.mark.parametrize("token", ["garbage!", "abc", "bm90IGEgdG9rZW4="])
+async def test_list_with_a_bad_page_token_raises_value_error(store: Store, token: str) -> None:
+    await create(store)
+    with pytest.raises(ValueError):
+        await store.list_tasks(page_token=token)
+
+
+# -- transition: compare-and-set -----------------------------------------------------------
+
+
+async def test_transition_wins_once(store: Store) -> None:
+    record = await create(store)
+    first = await store.transition(record.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True)
+    second = await store.transition(record.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True)
+    assert first is not None and first.state is S.WORKING
+    assert second is None
+    stored = await store.get_task(record.id)
+    assert stored == first and stored.epoch == 1
+
+
+async def test_transition_loses_when_the_source_differs(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    events_before = await store.events(record.id)
+    lost = await store.transition(record.id, sources=[S.SUBMITTED], target=S.CANCELED)
+    assert lost is None
+    assert await store.get_task(record.id) == record
+    assert await store.events(record.id) == events_before
+
+
+async def test_transition_of_unknown_task_is_none(store: Store) -> None:
+    assert await store.transition(new_id(), sources=[S.SUBMITTED], target=S.WORKING) is None
+
+
+async def test_transition_loses_on_a_wrong_epoch(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    assert record.epoch == 1
+    for stale in (0, 2):
+        lost = await store.transition(
+            record.id, sources=[S.WORKING], target=S.COMPLETED, epoch=stale
+        )
+        assert lost is None
+    won = await store.transition(
+        record.id, sources=[S.WORKING], target=S.COMPLETED, epoch=record.epoch
+    )
+    assert won is not None and won.state is S.COMPLETED and won.epoch == 1
+
+
+async def test_claim_bumps_the_epoch_and_other_transitions_keep_it(store: Store) -> None:
+    record = await create(store)
+    assert record.epoch == 0
+    claimed = await claim(store, record.id)
+    assert claimed.epoch == 1
+    asked = await move(store, record.id, S.WORKING, S.INPUT_REQUIRED)
+    back = await move(store, record.id, S.INPUT_REQUIRED, S.WORKING)
+    done = await move(store, record.id, S.WORKING, S.COMPLETED)
+    assert asked.epoch == back.epoch == done.epoch == 1
+
+
+async def test_reason_is_kept_unless_overridden(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    canceling = await store.transition(
+        record.id, sources=[S.WORKING], target=S.CANCELING, reason="user"
+    )
+    assert canceling is not None and canceling.reason == "user"
+    canceled = await move(store, record.id, S.CANCELING, S.CANCELED)
+    assert canceled.reason == "user"
+    final = (await store.events(record.id))[-1]
+    assert final.data["state"] == "canceled" and final.data["reason"] == "user"
+
+    third = await in_state(store, S.WORKING)
+    await store.transition(third.id, sources=[S.WORKING], target=S.CANCELING, reason="timeout")
+    failed = await store.transition(
+        third.id, sources=[S.CANCELING], target=S.FAILED, reason="cancel_timeout"
+    )
+    assert failed is not None and failed.reason == "cancel_timeout"
+    assert (await store.events(third.id))[-1].data["reason"] == "cancel_timeout"
+
+
+async def test_metadata_is_merged(store: Store) -> None:
+    record = await create(store, metadata={"a": 1, "b": {"x": 1}})
+    claimed = await store.transition(
+        record.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True, metadata={"c": 3}
+    )
+    assert claimed is not None and claimed.metadata == {"a": 1, "b": {"x": 1}, "c": 3}
+    done = await store.transition(
+        record.id, sources=[S.WORKING], target=S.COMPLETED, metadata={"a": 2}
+    )
+    assert done is not None and done.metadata == {"a": 2, "b": {"x": 1}, "c": 3}
+    assert (await store.get_task(record.id)) == done
+
+
+async def test_status_message_belongs_to_its_status(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    question = {"role": "agent", "parts": [{"text": "name?"}], "messageId": "q1"}
+    asked = await store.transition(
+        record.id, sources=[S.WORKING], target=S.INPUT_REQUIRED, message=question
+    )
+    assert asked is not None and asked.status_message == question
+    assert (await store.events(record.id))[-1].data["message"] == question
+    resumed = await move(store, record.id, S.INPUT_REQUIRED, S.WORKING)
+    assert resumed.status_message is None
+    assert "message" not in (await store.events(record.id))[-1].data
+
+
+ILLEGAL = [
+    (S.SUBMITTED, S.COMPLETED),
+    (S.SUBMITTED, S.INPUT_REQUIRED),
+    (S.SUBMITTED, S.CANCELING),
+    (S.WORKING, S.SUBMITTED),
+    (S.WORKING, S.CANCELED),
+    (S.INPUT_REQUIRED, S.COMPLETED),
+    (S.CANCELING, S.WORKING),
+    (S.CANCELING, S.COMPLETED),
+] + [(terminal, target) for terminal in TERMINAL for target in S]
+
+
+@pytest.mark.parametrize(("source", "target"), ILLEGAL, ids=lambda s: str(s))
+async def test_illegal_transitions_raise(
+    store: Store, source: TaskState, target: TaskState
+) -> None:
+    assert target not in LEGAL_TRANSITIONS[source]
+    record = await in_state(store, source)
+    events_before = await store.events(record.id)
+    with pytest.raises(IllegalTransition):
+        await store.transition(record.id, sources=[source], target=target)
+    assert await store.get_task(record.id) == record
+    assert await store.events(record.id) == events_before
+
+
+@pytest.mark.parametrize("terminal", TERMINAL, ids=str)
+async def test_a_terminal_task_never_changes(store: Store, terminal: TaskState) -> None:
+    record = await in_state(store, terminal)
+    events_before = await store.events(record.id)
+    for source in LEGAL_TRANSITIONS:
+        for target in LEGAL_TRANSITIONS[source]:
+            moved = await store.transition(
+                record.id, sources=[source], target=target, claim=True, reason="late"
+            )
+            assert moved is None
+    assert await store.get_task(record.id) == record
+    assert await store.events(record.id) == events_before
+
+
+async def test_status_event_appended_with_the_transition(store: Store) -> None:
+    record = await create(store)
+    path = [S.WORKING, S.INPUT_REQUIRED, S.WORKING, S.CANCELING, S.CANCELED]
+    current = S.SUBMITTED
+    for target in path:
+        moved = await store.transition(
+            record.id, sources=[current], target=target, claim=current is S.SUBMITTED
+        )
+        assert moved is not None
+        events = await store.events(record.id)
+        last = events[-1]
+        assert last.seq == moved.last_seq == len(events)
+        assert last.kind == "status" and last.data["state"] == target.value
+        assert last.final is target.terminal
+        current = target
+    events = await store.events(record.id)
+    assert [e.final for e in events] == [False] * (len(events) - 1) + [True]
+    assert statuses(events) == ["submitted", *(s.value for s in path)]
+
+
+@pytest.mark.parametrize("prior", [S.WORKING, S.INPUT_REQUIRED, S.AUTH_REQUIRED], ids=str)
+async def test_canceling_records_the_prior_state(store: Store, prior: TaskState) -> None:
+    record = await in_state(store, prior)
+    canceling = await store.transition(
+        record.id, sources=[prior], target=S.CANCELING, reason="user"
+    )
+    assert canceling is not None
+    assert canceling.state is S.CANCELING
+    assert canceling.prior_state is prior
+    assert canceling.visible_state is prior
+    event = (await store.events(record.id))[-1]
+    assert event.data["state"] == "canceling"
+    assert event.data["priorState"] == prior.value
+    assert event.data["reason"] == "user"
+    assert not event.final
+
+
+# -- append -----------------------------------------------------------------------------
+
+
+async def test_append_gives_the_next_seq(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    event = await store.append(record.id, record.epoch, "progress", {"n": 1})
+    assert event is not None
+    assert (event.task_id, event.seq, event.kind, event.data, event.final) == (
+        record.id,
+        record.last_seq + 1,
+        "progress",
+        {"n": 1},
+        False,
+    )
+    assert (await store.events(record.id))[-1] == event
+    stored = await store.get_task(record.id)
+    assert stored is not None and stored.last_seq == event.seq and stored.state is S.WORKING
+
+
+@pytest.mark.parametrize("state", [S.INPUT_REQUIRED, S.CANCELING], ids=str)
+async def test_append_accepted_while_the_task_is_active(store: Store, state: TaskState) -> None:
+    record = await in_state(store, state)
+    assert await store.append(record.id, record.epoch, "message", {"x": 1}) is not None
+
+
+@pytest.mark.parametrize("terminal", TERMINAL, ids=str)
+async def test_append_refused_for_an_ended_task(store: Store, terminal: TaskState) -> None:
+    record = await in_state(store, terminal)
+    events_before = await store.events(record.id)
+    assert await store.append(record.id, record.epoch, "artifact", {"late": True}) is None
+    assert await store.events(record.id) == events_before
+    assert await store.get_task(record.id) == record
+
+
+async def test_append_refused_for_a_wrong_epoch(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    for stale in (record.epoch - 1, record.epoch + 1):
+        assert await store.append(record.id, stale, "progress", {}) is None
+    assert await store.get_task(record.id) == record
+
+
+async def test_append_to_unknown_task_is_none(store: Store) -> None:
+    assert await store.append(new_id(), 1, "progress", {}) is None
+
+
+async def test_seq_has_no_gaps_under_concurrent_writes(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+
+    async def toggle(i: int) -> TaskRecord | None:
+        if i % 2:
+            return await store.transition(
+                record.id, sources=[S.WORKING], target=S.INPUT_REQUIRED, epoch=record.epoch
+            )
+        return await store.transition(
+            record.id, sources=[S.INPUT_REQUIRED], target=S.WORKING, epoch=record.epoch
+        )
+
+    writes: list[Awaitable[Any]] = []
+    for i in range(200):
+        if i % 4 == 0:
+            writes.append(toggle(i // 4))
+        else:
+            writes.append(store.append(record.id, record.epoch, "progress", {"i": i}))
+    outcomes = await asyncio.gather(*writes)
+    succeeded = sum(o is not None for o in outcomes)
+    assert succeeded >= 150  # every append is accepted in working and input-required
+
+    events = await store.events(record.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert len(events) == record.last_seq + succeeded
+    stored = await store.get_task(record.id)
+    assert stored is not None and stored.last_seq == len(events)
+    appended = sorted(o.seq for o in outcomes if isinstance(o, Event))
+    assert len(set(appended)) == len(appended)
+
+
+async def test_events_after_seq(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    for i in range(5):
+        await store.append(record.id, record.epoch, "progress", {"i": i})
+    everything = await store.events(record.id)
+    assert len(everything) == 8
+    assert await store.events(record.id, 0) == everything
+    assert await store.events(record.id, 5) == everything[5:]
+    assert await store.events(record.id, 8) == []
+    assert await store.events(record.id, 100) == []
+
+
+# -- follow -----------------------------------------------------------------------------
+
+
+async def test_follow_yields_old_then_new_events_and_stops_after_the_final(store: Store) -> None:
+    record = await create(store)
+    seen: list[Event] = []
+
+    async def collect(after: int = 0) -> list[Event]:
+        out = []
+        async for event in store.follow(record.id, after):
+            out.append(event)
+            if after == 0:
+                seen.append(event)
+        return out
+
+    follower = asyncio.create_task(collect())
+    late_joiner = asyncio.create_task(collect(after=2))
+    await eventually(lambda: len(seen) == 2, timeout=5, message="existing events replayed")
+
+    claimed = await claim(store, record.id)
+    await store.append(record.id, claimed.epoch, "progress", {"step": 1})
+    await store.append(record.id, claimed.epoch, "artifact", {"chunk": 1})
+    await move(store, record.id, S.WORKING, S.COMPLETED)
+
+    got = await asyncio.wait_for(follower, 5)
+    assert [e.seq for e in got] == [1, 2, 3, 4, 5, 6]
+    assert [e.final for e in got] == [False] * 5 + [True]
+    assert got == await store.events(record.id)
+    assert [e.seq for e in await asyncio.wait_for(late_joiner, 5)] == [3, 4, 5, 6]
+    assert store.notifier.listener_count(record.id) == 0
+
+
+async def test_follow_of_an_ended_task(store: Store) -> None:
+    record = await in_state(store, S.CANCELED)
+
+    async def drain(after: int) -> list[Event]:
+        return [e async for e in store.follow(record.id, after)]
+
+    replay = await asyncio.wait_for(drain(0), 2)
+    assert replay == await store.events(record.id) and replay[-1].final
+    assert await asyncio.wait_for(drain(record.last_seq), 2) == []
+    assert await asyncio.wait_for(drain(record.last_seq - 1), 2) == replay[-1:]
+
+
+async def test_follow_of_an_unknown_task_returns(store: Store) -> None:
+    async def drain() -> list[Event]:
+        return [e async for e in store.follow(new_id())]
+
+    assert await asyncio.wait_for(drain(), 2) == []
+
+
+async def test_a_cancelled_follower_leaves_no_listener(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+
+    async def drain() -> None:
+        async for _ in store.follow(record.id):
+            pass
+
+    follower = asyncio.create_task(drain())
+    await eventually(lambda: store.notifier.listener_count(record.id) == 1, timeout=5)
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
+    assert store.notifier.listener_count(record.id) == 0
+
+
+# -- recovery helpers -----------------------------------------------------------------------
+
+
+async def test_fail_unfinished_fails_active_tasks_only(store: Store) -> None:
+    by_state = {state: await in_state(store, state) for state in S}
+    events_before = {s: await store.events(r.id) for s, r in by_state.items()}
+
+    failed = await store.fail_unfinished("worker_lost")
+
+    active = {S.WORKING, S.INPUT_REQUIRED, S.AUTH_REQUIRED, S.CANCELING}
+    assert sorted(failed) == sorted(by_state[s].id for s in active)
+    for state, before in by_state.items():
+        after = await store.get_task(before.id)
+        assert after is not None
+        events = await store.events(before.id)
+        if state in active:
+            assert after.state is S.FAILED and after.reason == "worker_lost"
+            assert events[:-1] == events_before[state]
+            assert events[-1].final and events[-1].data["state"] == "failed"
+            assert events[-1].data["reason"] == "worker_lost"
+        else:
+            assert after == before, f"{state} task was touched"
+            assert events == events_before[state]
+    assert await store.fail_unfinished("worker_lost") == []
+
+
+async def test_submitted_ids_oldest_first(store: Store) -> None:
+    records = [await create(store) for _ in range(5)]
+    await claim(store, records[1].id)
+    await move(store, records[3].id, S.SUBMITTED, S.CANCELED)
+    assert await store.submitted_ids() == [records[0].id, records[2].id, records[4].id]
+
+
+# -- races ------------------------------------------------------------------------------
+
+
+ENDINGS = {
+    S.WORKING: [S.COMPLETED, S.FAILED, S.REJECTED],
+    S.SUBMITTED: [S.CANCELED, S.FAILED, S.REJECTED],
+    S.CANCELING: [S.CANCELED, S.FAILED],
+}
+
+
+@pytest.mark.parametrize("source", list(ENDINGS), ids=str)
+async def test_concurrent_endings_exactly_one_wins(store: Store, source: TaskState) -> None:
+    record = await in_state(store, source)
+    targets = [ENDINGS[source][i % len(ENDINGS[source])] for i in range(50)]
+
+    outcomes = await asyncio.gather(
+        *(
+            store.transition(record.id, sources=[source], target=t, reason=f"r{i}")
+            for i, t in enumerate(targets)
+        )
+    )
+
+    winners = [(i, o) for i, o in enumerate(outcomes) if o is not None]
+    assert len(winners) == 1
+    index, winner = winners[0]
+    assert winner.state is targets[index] and winner.reason == f"r{index}"
+    events = await store.events(record.id)
+    finals = [e for e in events if e.final]
+    assert len(finals) == 1 and events[-1] == finals[0]
+    assert finals[0].data["state"] == targets[index].value
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert await store.get_task(record.id) == winner
+
+
+# -- schema -----------------------------------------------------------------------------
+
+
+async def test_reopening_keeps_data_and_schema_version(backend: Backend) -> None:
+    first = backend.make()
+    await first.open()
+    try:
+        record = await in_state(first, S.WORKING, metadata={"keep": True})
+        await first.append(record.id, record.epoch, "artifact", {"chunk": "a"})
+        stored = await first.get_task(record.id)
+        events = await first.events(record.id)
+    finally:
+        await first.close()
+
+    for _ in range(2):
+        again = backend.make()
+        await again.open()
+        try:
+            assert await again.get_task(record.id) == stored
+            assert await again.events(record.id) == events
+            version, migrations = await backend.schema_version()
+            assert version == migrations
+        finally:
+            await again.close()
+
+
+# -- SQLite only ----------------------------------------------------------------------------
+
+
+async def test_sqlite_open_while_another_opener_migrates(tmp_path: Path) -> None:
+    """Two processes opening a fresh file at once: the one that waits for the write lock
+    must see the other's migrations, not apply them again."""
+    path = tmp_path / "race.sqlite"
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("PRAGMA journal_mode=WAL")
+        other.execute("BEGIN IMMEDIATE")  # the other opener holds the write lock
+        store = SQLiteStore(path)
+        opening = asyncio.create_task(store.open())
+        await asyncio.sleep(0.3)  # let it read the schema version and wait for the lock
+        for number, script in enumerate(MIGRATIONS, start=1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    other.execute(statement)
+            other.execute(f"PRAGMA user_version={number}")
+        other.execute("COMMIT")
+        try:
+            await asyncio.wait_for(opening, 5)
+            assert await store.get_task("x") is None
+        finally:
+            await store.close()
+    finally:
+        other.close()
