@@ -123,6 +123,7 @@ class TaskService:
         """Stop taking tasks, let running ones finish for `drain` seconds, then cancel
         what is left with reason `shutdown`. Queued tasks stay `submitted`."""
         self._accepting = False
+        await self.dispatcher.pause()
         if drain > 0:
             await self.dispatcher.wait_idle(drain)
         running = self.dispatcher.running()

@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
-
 from andon import RuntimeSettings, TaskService, open_service
 from andon.agents.demo import agent as demo_agent
 from andon.protocol.types import TaskState, new_id
@@ -139,11 +137,6 @@ async def test_a_clean_shutdown_leaves_nothing_to_recover(tmp_path: Path, trace:
         assert task.metadata is not None and task.metadata["andon.reason"] == "shutdown"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: TaskService.shutdown cancels the running attempts before it stops the "
-    "dispatcher, whose feed loop then starts queued tasks in the freed slots",
-)
 async def test_shutdown_leaves_queued_tasks_for_the_next_start(tmp_path: Path, trace: Path) -> None:
     path = tmp_path / "queue.sqlite"
     async with restarted(path, tmp_path, max_concurrent=1) as svc:

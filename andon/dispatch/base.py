@@ -13,6 +13,10 @@ class Dispatcher(abc.ABC):
     async def start(self) -> None: ...
 
     @abc.abstractmethod
+    async def pause(self) -> None:
+        """Start no further attempts here (queued tasks stay `submitted`)."""
+
+    @abc.abstractmethod
     async def stop(self) -> None:
         """Stop taking new attempts (running ones are ended by the service first)."""
 

@@ -27,20 +27,27 @@ class LocalDispatcher(Dispatcher):
         """Every dispatched task until its attempt is over, for `serial` successors."""
         self._contexts: dict[str, list[str]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._paused = False
         self._idle = asyncio.Event()
         self._idle.set()
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._feed(), name="andon-dispatch")
 
-    async def stop(self) -> None:
+    async def pause(self) -> None:
+        self._paused = True
         for task in [*self._parked, *([self._loop_task] if self._loop_task else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loop_task = None
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        await self.pause()
         if self._runs:
-            await asyncio.wait(list(self._runs))
+            _, stuck = await asyncio.wait(list(self._runs), timeout=timeout)
+            if stuck:
+                log.error("%d attempt(s) still running at stop", len(stuck))
 
     async def dispatch(self, task_id: str, context_id: str, *, serial: bool = False) -> None:
         earlier = [self._ended[t] for t in self._contexts.get(context_id, ())]
@@ -85,7 +92,8 @@ class LocalDispatcher(Dispatcher):
 
     async def _run(self, task_id: str) -> None:
         try:
-            await self.supervisor.run(task_id)
+            if not self._paused:  # a run created just before the pause never starts
+                await self.supervisor.run(task_id)
         finally:
             ended = self._ended.get(task_id)
             if ended is not None and not ended.done():
