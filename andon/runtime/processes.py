@@ -18,7 +18,10 @@ def group_alive(pgid: int) -> bool:
     """True while any non-zombie process is left in the group.
 
     `killpg(pgid, 0)` also succeeds for zombies that nobody reaped (in a container the
-    init process may never reap orphans), so a hit is confirmed from /proc.
+    init process may never reap orphans), so a hit is confirmed from /proc: first the
+    leader alone (one small read), the whole process table only once the leader is
+    gone. A full scan on every poll was slow on the loop while a busy thread held
+    the GIL.
     """
     try:
         os.killpg(pgid, 0)
@@ -26,24 +29,22 @@ def group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return bool(live_members(pgid))
+    return _live_member(pgid, pgid) or bool(live_members(pgid))
+
+
+def _live_member(pid: int, pgid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
 
 
 def live_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # Fields after the command name, which is in parentheses and may hold spaces.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            members.append(int(entry))
-    return members
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _live_member(int(e), pgid)]
 
 
 async def wait_group_gone(pgid: int, timeout: float) -> bool:
