@@ -340,6 +340,18 @@ async def test_metadata_is_merged(store: Store) -> None:
     assert (await store.get_task(record.id)) == done
 
 
+async def test_metadata_merge_replaces_top_level_keys_only(store: Store) -> None:
+    record = await create(store, metadata={"a": 1, "b": {"x": 1}})
+    claimed = await store.transition(
+        record.id,
+        sources=[S.SUBMITTED],
+        target=S.WORKING,
+        claim=True,
+        metadata={"a": None, "b": {"y": 2}},
+    )
+    assert claimed is not None and claimed.metadata == {"a": None, "b": {"y": 2}}
+
+
 async def test_status_message_belongs_to_its_status(store: Store) -> None:
     record = await in_state(store, S.WORKING)
     question = {"role": "agent", "parts": [{"text": "name?"}], "messageId": "q1"}

@@ -293,20 +293,28 @@ class SQLiteStore(Store):
         states = [s.value for s in source_set]
         # One UPDATE is the compare-and-set: SET reads the row's old values, so the old
         # state becomes prior_state, and RETURNING gives the new record.
+        # Metadata keys given replace the stored ones, top level only (as PostgreSQL's ||).
+        merge = "metadata"
+        if metadata:
+            merge = f"json_set(metadata{', ?, json(?)' * len(metadata)})"
         sql = (
             "UPDATE tasks SET state = ?, prior_state = state, epoch = epoch + ?,"
             " reason = COALESCE(?, reason), status_message = ?,"
-            " metadata = json_patch(metadata, ?), updated_at = ?, last_seq = last_seq + 1"
+            f" metadata = {merge}, updated_at = ?, last_seq = last_seq + 1"
             f" WHERE id = ? AND state IN ({', '.join('?' * len(states))})"
             + (" AND epoch = ?" if epoch is not None else "")
             + f" RETURNING {TASK_COLUMNS}"
         )
         message_json = json.dumps(message) if message is not None else None
-        metadata_json = json.dumps(metadata or {})
+        merge_params: list[Any] = []
+        for key, value in (metadata or {}).items():
+            if '"' in key:  # a JSON path cannot quote it; only andon's own keys come here
+                raise ValueError(f"metadata key {key!r} holds a double quote")
+            merge_params += [f'$."{key}"', json.dumps(value)]
 
         def cas(db: sqlite3.Connection) -> TaskRecord | None:
             now = time.time()
-            params: list[Any] = [target.value, int(claim), reason, message_json, metadata_json]
+            params: list[Any] = [target.value, int(claim), reason, message_json, *merge_params]
             params += [now, task_id, *states]
             if epoch is not None:
                 params.append(epoch)
