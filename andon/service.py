@@ -24,7 +24,6 @@ from andon.protocol.errors import (
 )
 from andon.protocol.types import (
     ACTIVE_STATES,
-    Artifact,
     CancelReason,
     FailReason,
     Message,
@@ -36,7 +35,7 @@ from andon.protocol.types import (
     new_id,
 )
 from andon.runtime.scope import CancelMode
-from andon.store.base import Event, NewTask, Store, TaskRecord
+from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
 
 log = logging.getLogger("andon.service")
 
@@ -464,17 +463,9 @@ def present(event: Event) -> Event:
 def task_view(record: TaskRecord, events: list[Event], history_length: int | None = None) -> Task:
     """Fold the log into the A2A Task: history from messages, artifacts from chunks."""
     history: list[Message] = []
-    artifacts: dict[str, Artifact] = {}
     for event in events:
         if event.kind == "message":
             history.append(Message.model_validate(event.data))
-        elif event.kind == "artifact":
-            chunk = Artifact.model_validate(event.data["artifact"])
-            existing = artifacts.get(chunk.artifact_id)
-            if event.data.get("append") and existing is not None:
-                existing.parts.extend(chunk.parts)
-            else:
-                artifacts[chunk.artifact_id] = chunk
         elif event.kind == "status" and "message" in event.data:
             history.append(Message.model_validate(event.data["message"]))
     if history_length is not None:
@@ -495,7 +486,7 @@ def task_view(record: TaskRecord, events: list[Event], history_length: int | Non
         status=TaskStatus(
             state=record.visible_state, message=status_message, timestamp=_iso(record.updated_at)
         ),
-        artifacts=list(artifacts.values()) or None,
+        artifacts=fold_artifacts(events) or None,
         history=history or None,
         metadata=metadata or None,
     )

@@ -525,3 +525,28 @@ async def test_cancel_while_waiting_for_input(service: TaskService) -> None:
     await wait_state(service, task_id, TaskState.INPUT_REQUIRED)
     task = await service.cancel(task_id, USER)
     assert task.status.state is TaskState.CANCELED
+
+
+async def test_a_retry_reads_the_partial_artifacts_of_the_task_it_retries(
+    tmp_path: Path,
+) -> None:
+    agent = Agent("resumable")
+    seen: list[list[str]] = []
+    emitted = asyncio.Event()
+
+    @agent.skill("work")
+    async def work(ctx: TaskContext) -> None:
+        seen.append([p.text or "" for a in await ctx.retried_artifacts() for p in a.parts])
+        await ctx.emit("part one\n", artifact="report")
+        emitted.set()
+        if ctx.retry_of is None:
+            await asyncio.sleep(30)  # the first attempt is cancelled here
+
+    async with serving(agent, tmp_path) as svc:
+        first = await start(svc, "go")
+        await asyncio.wait_for(emitted.wait(), 5)
+        await svc.cancel(first, USER)
+        retry = await svc.retry(first, USER)
+        await svc.wait(retry.id, 0, 5)
+        assert (await svc.get(retry.id, USER)).status.state is TaskState.COMPLETED
+    assert seen == [[], ["part one\n"]]

@@ -24,7 +24,7 @@ import httpx
 from andon.protocol.types import Artifact, Message, Part, Role, TaskState
 from andon.runtime.processes import ProcessGroups
 from andon.runtime.scope import CancelScope, Stopping, TaskCancelled
-from andon.store.base import EventKind, Store
+from andon.store.base import EventKind, Store, fold_artifacts
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,6 +84,7 @@ class TaskContext:
         scope: CancelScope,
         deadline: float | None,
         workdir: Path,
+        retry_of: str | None = None,
     ) -> None:
         self.task_id = task_id
         self.context_id = context_id
@@ -92,6 +93,8 @@ class TaskContext:
         self.history = history
         self.metadata = metadata
         self.deadline = deadline
+        self.retry_of = retry_of
+        """The task this one retries (`andon/retry`), if any."""
         self.workdir = workdir
         self.stopping = Stopping(scope)
         self.last_activity = time.monotonic()
@@ -118,6 +121,12 @@ class TaskContext:
     @property
     def cancel_reason(self) -> str | None:
         return self._scope.reason
+
+    async def retried_artifacts(self) -> list[Artifact]:
+        """The artifacts (partial ones included) of the task this one retries."""
+        if self.retry_of is None:
+            return []
+        return fold_artifacts(await self._store.events(self.retry_of))
 
     def time_left(self) -> float | None:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())

@@ -140,6 +140,7 @@ class Supervisor:
             scope=scope,
             deadline=time.monotonic() + record.timeout if record.timeout else None,
             workdir=self.settings.workdir,
+            retry_of=record.retry_of,
         )
         ctx.configure_teardown(self.settings.kill_grace)
         attempt = Attempt(record, ctx, scope)

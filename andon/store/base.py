@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from andon.protocol.types import TaskState
+from andon.protocol.types import Artifact, TaskState
 
 EventKind = Literal["status", "progress", "artifact", "message"]
 
@@ -93,6 +93,21 @@ def status_event_data(
     if reason is not None:
         data["reason"] = reason
     return data
+
+
+def fold_artifacts(events: list[Event]) -> list[Artifact]:
+    """The task's artifacts from its log: each chunk replaces or extends its artifact."""
+    artifacts: dict[str, Artifact] = {}
+    for event in events:
+        if event.kind != "artifact":
+            continue
+        chunk = Artifact.model_validate(event.data["artifact"])
+        existing = artifacts.get(chunk.artifact_id)
+        if event.data.get("append") and existing is not None:
+            existing.parts.extend(chunk.parts)
+        else:
+            artifacts[chunk.artifact_id] = chunk
+    return list(artifacts.values())
 
 
 class Notifier:
