@@ -140,9 +140,10 @@ async def test_card_lists_both_bindings_in_both_versions(client: httpx.AsyncClie
     ]
     # 0.3 readers find the HTTP+JSON interface too, and its /v1 routes answer.
     assert {"url": "http://testserver", "transport": "HTTP+JSON"} in card["additionalInterfaces"]
-    message = {"kind": "message", "role": "user", "parts": [{"kind": "text", "text": "hi"}]}
-    sent = await client.post("/v1/message:send", json={"message": {**message, "messageId": "x"}})
-    assert sent.status_code == 200 and sent.json()["status"]["state"] == "completed"
+    message = {"messageId": "x", "role": "ROLE_USER", "content": [{"text": "hi"}]}
+    sent = await client.post("/v1/message:send", json={"message": message})
+    assert sent.status_code == 200
+    assert sent.json()["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
 
 
 async def test_card_is_cacheable(client: httpx.AsyncClient) -> None:
@@ -230,3 +231,86 @@ async def test_0_3_part_of_unknown_type_is_invalid_params(client: httpx.AsyncCli
     message["parts"] = [{"text": "plain"}]
     body = (await client.post("/", json=rpc("message/send", {"message": message}))).json()
     assert body["result"]["status"]["state"] == "completed"
+
+
+# -- A2A 0.3 over HTTP+JSON is the ProtoJSON of the 0.3 proto (0.3 TCK, official SDK) ---
+
+# What the official SDK's 0.3 REST client sends (MessageToDict of a2a.proto v0.3.0).
+SDK_V03_REST_SEND = {
+    "message": {
+        "messageId": "m1",
+        "contextId": "c1",
+        "role": "ROLE_USER",
+        "content": [
+            {"text": "hi"},
+            {
+                "file": {
+                    "fileWithUri": "https://example.com/a.txt",
+                    "mimeType": "text/plain",
+                    "name": "a.txt",
+                }
+            },
+            {"file": {"fileWithBytes": "dGNr", "mimeType": "text/plain", "name": "b.txt"}},
+            {"data": {"data": {"key": "value", "count": 42.0}}},
+        ],
+        "metadata": {"k": "v"},
+    },
+    "configuration": {
+        "acceptedOutputModes": ["text/plain"],
+        "pushNotification": {
+            "url": "https://h/push",
+            "token": "t",
+            "authentication": {"schemes": ["Bearer"], "credentials": "x"},
+        },
+        "historyLength": 3,
+        "blocking": True,
+    },
+}
+
+
+def test_0_3_rest_reads_the_sdk_request() -> None:
+    from andon.protocol.codec import codec_for
+    from andon.protocol.wire import Version
+
+    rest = codec_for(Version.V0_3, rest=True)
+    send = rest.decode_send(SDK_V03_REST_SEND)
+    assert [p.model_dump(exclude_none=True) for p in send.message.parts] == [
+        {"text": "hi"},
+        {"url": "https://example.com/a.txt", "media_type": "text/plain", "filename": "a.txt"},
+        {"raw": "dGNr", "media_type": "text/plain", "filename": "b.txt"},
+        {"data": {"key": "value", "count": 42.0}},
+    ]
+    config = send.configuration
+    assert config is not None and config.blocking and config.history_length == 3
+    push = config.push_notification_config
+    assert push is not None and push.authentication is not None
+    assert push.authentication.scheme == "Bearer"
+    assert rest.encode_params(send)["configuration"] == SDK_V03_REST_SEND["configuration"]
+    # proto3: a configuration without `blocking` says false; no configuration, the default.
+    quiet = {**SDK_V03_REST_SEND, "configuration": {"acceptedOutputModes": ["text/plain"]}}
+    assert not rest.decode_send(quiet).configuration.blocking  # type: ignore[union-attr]
+    assert rest.decode_send({"message": SDK_V03_REST_SEND["message"]}).configuration is None
+    # The proto field names are read too, as ProtoJSON readers do.
+    snake = {"message_id": "m2", "role": "ROLE_USER", "content": [{"text": "x"}]}
+    assert rest.decode_send({"message": snake}).message.message_id == "m2"
+
+
+async def test_0_3_rest_speaks_protojson(client: httpx.AsyncClient) -> None:
+    message = {"message_id": "m3", "role": "ROLE_USER", "content": [{"text": "hi"}]}
+    sent = await client.post("/v1/message:send", json={"message": message})
+    task = sent.json()["task"]
+    assert "kind" not in task and task["status"]["state"] == "TASK_STATE_COMPLETED"
+    reply = task["status"]["message"]
+    assert reply["role"] == "ROLE_AGENT" and reply["content"] == [{"text": "got hi"}]
+    assert task["history"][0]["content"] == [{"text": "hi"}]
+    got = await client.get(f"/v1/tasks/{task['id']}", params={"historyLength": 1})
+    assert got.json()["id"] == task["id"] and len(got.json()["history"]) == 1
+    streamed = await client.post("/v1/message:stream", json={"message": message})
+    events = [
+        httpx.Response(200, content=line.removeprefix("data:")).json()
+        for line in streamed.text.splitlines()
+        if line.startswith("data:")
+    ]
+    assert "task" in events[0]
+    last = events[-1]["statusUpdate"]
+    assert last["final"] is True and last["status"]["state"] == "TASK_STATE_COMPLETED"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from andon.protocol.errors import VersionNotSupported
 from andon.protocol.v03 import V03Codec
+from andon.protocol.v03_rest import V03RestCodec
 from andon.protocol.v1 import V1Codec
 from andon.protocol.wire import Codec, Version
 
@@ -41,5 +42,13 @@ CODECS: dict[Version, Codec] = {
 }
 
 
-def codec_for(version: Version) -> Codec:
-    return CODECS[version]
+# The HTTP+JSON binding: ProtoJSON in both versions, which in 1.0 is the JSON-RPC form too.
+REST_CODECS: dict[Version, Codec] = {
+    Version.V1_0: CODECS[Version.V1_0],
+    Version.V0_3: V03RestCodec(),
+}
+
+
+def codec_for(version: Version, *, rest: bool = False) -> Codec:
+    """The codec of a version, for JSON-RPC or (`rest`) for the HTTP+JSON binding."""
+    return (REST_CODECS if rest else CODECS)[version]

@@ -117,16 +117,10 @@ class V1Codec(Codec):
         return out
 
     def wrap(self, kind: str, out: dict[str, Any]) -> dict[str, Any]:
-        return {_FRAMES[kind]: out}
+        return frame(kind, out)
 
     def unwrap(self, raw: Any) -> tuple[str, dict[str, Any]]:
-        frame = obj(raw, "")
-        present = [key for key in _KINDS if key in frame]
-        if len(present) != 1:
-            raise WireError(
-                "", "expected exactly one of task, message, statusUpdate, artifactUpdate"
-            )
-        return _KINDS[present[0]], obj(frame[present[0]], present[0])
+        return unframe(raw)
 
     def error_data(self, error: A2AError) -> list[dict[str, Any]]:
         """google.rpc.ErrorInfo (reason, domain, the scalar data as metadata strings), and
@@ -154,6 +148,19 @@ class V1Codec(Codec):
             ]
             details.append({"@type": BAD_REQUEST, "fieldViolations": violations})
         return details
+
+
+def frame(kind: str, out: dict[str, Any]) -> dict[str, Any]:
+    """A send result or stream item in its oneof frame (also 0.3's ProtoJSON form)."""
+    return {_FRAMES[kind]: out}
+
+
+def unframe(raw: Any) -> tuple[str, dict[str, Any]]:
+    framed = obj(raw, "")
+    present = [key for key in _KINDS if key in framed]
+    if len(present) != 1:
+        raise WireError("", "expected exactly one of task, message, statusUpdate, artifactUpdate")
+    return _KINDS[present[0]], obj(framed[present[0]], present[0])
 
 
 def _as_text(value: str | int | float | bool) -> str:

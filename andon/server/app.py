@@ -139,9 +139,11 @@ class A2AServer:
             error_body = error_response(request_id, codec.encode_error(InternalError()))
             return Response(error_body, media_type="application/json")
 
-    def _codec(self, header: str | None, default: Version | None = None) -> Codec:
+    def _codec(
+        self, header: str | None, default: Version | None = None, *, rest: bool = False
+    ) -> Codec:
         """The codec of the version a request names (else the route's), if the agent is
-        served in it."""
+        served in it; `rest` for the HTTP+JSON binding."""
         version = default if default is not None and not header else negotiate(header)
         if version not in self.agent.a2a_versions:
             served = ", ".join(self.agent.a2a_versions)
@@ -149,7 +151,7 @@ class A2AServer:
                 f"this agent is served in A2A {served}, not {version}",
                 data={"requested": version.value, "supported": served},
             )
-        return codec_for(version)
+        return codec_for(version, rest=rest)
 
     async def _call(self, method: Method, codec: Codec, params: Any, principal: Principal) -> Any:
         ops = self.operations
@@ -202,7 +204,7 @@ class A2AServer:
         async def endpoint(request: Request) -> Response:
             try:
                 principal = authenticate(request, self.config.auth)
-                codec = self._codec(request.headers.get("a2a-version"), version)
+                codec = self._codec(request.headers.get("a2a-version"), version, rest=True)
                 params = await self._rest_params(request)
                 if method.streaming:
                     updates = await self._open_stream(method, codec, params, principal, request)

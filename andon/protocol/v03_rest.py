@@ -1,0 +1,239 @@
+"""A2A 0.3 over HTTP+JSON: the ProtoJSON form of the 0.3 proto (`a2a.proto` of v0.3.0),
+which the official SDK's 0.3 REST binding and the 0.3 TCK speak at `/v1/...`.
+
+Where it differs from 0.3 over JSON-RPC (v03.py): no `kind`; enums are their proto names
+(`ROLE_USER`, `TASK_STATE_INPUT_REQUIRED`, and `TASK_STATE_CANCELLED` with two Ls); a
+message's parts are its `content`; a file part is `{"file": {fileWithUri | fileWithBytes,
+mimeType, name}}` and a data part `{"data": {"data": <object>}}`; the send
+configuration's push config is `pushNotification`; send results and stream items are
+framed as {"task"}, {"message"}, {"statusUpdate"}, {"artifactUpdate"}; status updates
+keep `final`. As a ProtoJSON parser does, reading accepts each field's proto name
+(`message_id`) beside its JSON name and ignores unknown fields.
+
+One proto3 rule matters: a send configuration without `blocking` means `blocking: false`
+(ProtoJSON writers leave false out), so a request that sends a configuration is
+blocking only when it says so; one that sends no configuration gets andon's default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from andon.protocol.errors import A2AError
+from andon.protocol.params import SendMessageConfiguration, SendMessageParams
+from andon.protocol.types import Role, TaskState
+from andon.protocol.v03 import V03Codec
+from andon.protocol.v1 import frame, unframe
+from andon.protocol.wire import (
+    Codec,
+    Version,
+    WireError,
+    at,
+    items,
+    obj,
+    text,
+    visible_state,
+)
+
+_PROTO_STATES = (
+    TaskState.SUBMITTED,
+    TaskState.WORKING,
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.CANCELED,
+    TaskState.INPUT_REQUIRED,
+    TaskState.REJECTED,
+    TaskState.AUTH_REQUIRED,
+)
+
+
+def _state_name(state: TaskState) -> str:
+    return "TASK_STATE_CANCELLED" if state is TaskState.CANCELED else f"TASK_STATE_{state.name}"
+
+
+_STATE_NAMES: dict[str, str] = {s: _state_name(s) for s in _PROTO_STATES}
+_STATES_IN: dict[Any, TaskState | None] = {
+    "TASK_STATE_UNSPECIFIED": None,
+    0: None,
+    "TASK_STATE_CANCELED": TaskState.CANCELED,  # the 1.0 spelling, for lenient readers
+    **{_state_name(s): s for s in _PROTO_STATES},
+    **{number: s for number, s in enumerate(_PROTO_STATES, start=1)},
+}
+_ROLES_IN = {"ROLE_USER": Role.USER, "ROLE_AGENT": Role.AGENT, 1: Role.USER, 2: Role.AGENT}
+_ROLE_NAMES = {Role.USER: "ROLE_USER", Role.AGENT: "ROLE_AGENT"}
+# How the official SDK carries a data part whose value is not an object (as in v03.py).
+_DATA_WRAPPED = "data_part_compat"
+
+
+def _key(value: Any) -> Any:
+    return None if isinstance(value, bool) or not isinstance(value, str | int) else value
+
+
+def _get(data: dict[str, Any], json_name: str, proto_name: str) -> Any:
+    return data.get(json_name, data.get(proto_name))
+
+
+class V03RestCodec(Codec):
+    version = Version.V0_3
+    kinds = True  # for the `final` flag of status updates; `tag` adds no `kind`
+    methods = V03Codec.methods
+
+    def decode_send(self, params: Any) -> SendMessageParams:
+        if isinstance(params, dict):
+            if "message" not in params and "request" in params:
+                params = {**params, "message": params["request"]}  # the proto field name
+            if params.get("configuration") is not None:
+                config = params["configuration"]
+                if isinstance(config, dict) and "blocking" not in config:
+                    params = {**params, "configuration": {**config, "blocking": False}}
+        return super().decode_send(params)
+
+    # -- messages: `content` on the wire, `parts` in the model ------------------------
+
+    def message_in(self, raw: Any, path: str) -> dict[str, Any]:
+        data = dict(obj(raw, path))
+        if "parts" not in data:
+            data["parts"] = data.pop("content", None)
+        return super().message_in(data, path)
+
+    def message_out(self, data: dict[str, Any]) -> dict[str, Any]:
+        out = super().message_out(data)
+        out["content"] = out.pop("parts")
+        return out
+
+    def tag(self, out: dict[str, Any], kind: str) -> dict[str, Any]:
+        return out
+
+    # -- the rest of the 0.3 proto ----------------------------------------------------
+
+    def role_in(self, value: Any, path: str) -> Any:
+        role = _ROLES_IN.get(_key(value))
+        if role is None:
+            raise WireError(path, "expected ROLE_USER or ROLE_AGENT")
+        return role
+
+    def role_out(self, role: str) -> str:
+        return _ROLE_NAMES[Role(role)]
+
+    def state_in(self, value: Any, path: str) -> TaskState | None:
+        key = _key(value)
+        if key not in _STATES_IN:
+            raise WireError(path, "expected a TASK_STATE_* name")
+        return _STATES_IN[key]
+
+    def state_out(self, state: str) -> str:
+        return _STATE_NAMES[visible_state(state)]
+
+    def part_in(self, raw: Any, path: str) -> dict[str, Any]:
+        part = obj(raw, path)
+        contents = [key for key in ("text", "file", "data") if part.get(key) is not None]
+        if len(contents) != 1:
+            raise WireError(path, "exactly one of text, file, data is required")
+        out: dict[str, Any]
+        metadata = part.get("metadata")
+        if contents[0] == "text":
+            out = {"text": text(part["text"], at(path, "text"))}
+        elif contents[0] == "file":
+            out = _file_in(obj(part["file"], at(path, "file")), at(path, "file"))
+        else:
+            where = at(path, "data")
+            value: Any = obj(obj(part["data"], where).get("data", {}), at(where, "data"))
+            if isinstance(metadata, dict) and metadata.get(_DATA_WRAPPED):
+                value = value.get("value")
+                metadata = {k: v for k, v in metadata.items() if k != _DATA_WRAPPED} or None
+            out = {"data": value}
+        if metadata is not None:
+            out["metadata"] = metadata
+        return out
+
+    def part_out(self, part: dict[str, Any]) -> dict[str, Any]:
+        metadata = part.get("metadata")
+        out: dict[str, Any]
+        if "text" in part:
+            out = {"text": part["text"]}
+        elif "raw" in part or "url" in part:
+            file = {"fileWithBytes": part["raw"]} if "raw" in part else {"fileWithUri": part["url"]}
+            if "mediaType" in part:
+                file["mimeType"] = part["mediaType"]
+            if "filename" in part:
+                file["name"] = part["filename"]
+            out = {"file": file}
+        elif isinstance(part.get("data"), dict):
+            out = {"data": {"data": part["data"]}}
+        elif "data" in part:
+            out = {"data": {"data": {"value": part["data"]}}}
+            metadata = {**(metadata or {}), _DATA_WRAPPED: True}
+        else:
+            out = {"text": ""}  # a part with no content says nothing
+        if metadata is not None:
+            out["metadata"] = metadata
+        return out
+
+    def configuration_in(self, raw: dict[str, Any], path: str) -> dict[str, Any]:
+        data = {k: v for k, v in raw.items() if k not in ("pushNotification", "push_notification")}
+        blocking = data.pop("blocking", False)
+        if not isinstance(blocking, bool):
+            raise WireError(at(path, "blocking"), "expected a boolean")
+        data["returnImmediately"] = not blocking
+        history = _get(data, "historyLength", "history_length")
+        data.pop("history_length", None)
+        if history is not None:
+            data["historyLength"] = None if history == 0 else history  # proto3: 0 is unset
+        push = _get(raw, "pushNotification", "push_notification")
+        if push is not None:
+            where = at(path, "pushNotification")
+            push = dict(obj(push, where))
+            if push.get("authentication") is not None:
+                auth = obj(push["authentication"], at(where, "authentication"))
+                schemes = items(auth.get("schemes", []), at(where, "authentication.schemes"))
+                push["authentication"] = {
+                    "scheme": schemes[0] if schemes else "",
+                    "credentials": auth.get("credentials"),
+                }
+            data["pushNotificationConfig"] = push
+        return data
+
+    def configuration_out(self, config: SendMessageConfiguration) -> dict[str, Any]:
+        out = config.dump()
+        out["blocking"] = not out.pop("returnImmediately")
+        push = out.pop("pushNotificationConfig", None)
+        if push is not None:
+            if "authentication" in push:
+                auth = push["authentication"]
+                schemes: dict[str, Any] = {"schemes": [auth["scheme"]]}
+                if "credentials" in auth:
+                    schemes["credentials"] = auth["credentials"]
+                push = {**push, "authentication": schemes}
+            out["pushNotification"] = push
+        return out
+
+    def history_in(self, value: Any) -> Any:
+        return None if value == 0 and not isinstance(value, bool) else value
+
+    def wrap(self, kind: str, out: dict[str, Any]) -> dict[str, Any]:
+        return frame(kind, out)
+
+    def unwrap(self, raw: Any) -> tuple[str, dict[str, Any]]:
+        return unframe(raw)
+
+    def error_data(self, error: A2AError) -> Any:
+        return error.data
+
+
+def _file_in(file: dict[str, Any], path: str) -> dict[str, Any]:
+    # A oneof: some writers also send the other member empty, which says nothing.
+    uri = _get(file, "fileWithUri", "file_with_uri")
+    raw = _get(file, "fileWithBytes", "file_with_bytes")
+    if bool(uri) == bool(raw):
+        raise WireError(path, "exactly one of fileWithUri, fileWithBytes is required")
+    out = (
+        {"url": text(uri, at(path, "fileWithUri"))}
+        if uri
+        else {"raw": text(raw, at(path, "fileWithBytes"))}
+    )
+    mime = _get(file, "mimeType", "mime_type")
+    if mime:
+        out["mediaType"] = text(mime, at(path, "mimeType"))
+    if file.get("name"):
+        out["filename"] = text(file["name"], at(path, "name"))
+    return out
