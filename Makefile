@@ -21,8 +21,8 @@ services:
 	@scripts/ensure-services.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check andon tests bench
-	$(BIN)/ruff format --check andon tests bench
+	$(BIN)/ruff check andon tests bench examples
+	$(BIN)/ruff format --check andon tests bench examples
 	$(BIN)/mypy
 
 test: $(STAMP) services lint

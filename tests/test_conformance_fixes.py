@@ -314,3 +314,47 @@ async def test_0_3_rest_speaks_protojson(client: httpx.AsyncClient) -> None:
     assert "task" in events[0]
     last = events[-1]["statusUpdate"]
     assert last["final"] is True and last["status"]["state"] == "TASK_STATE_COMPLETED"
+
+
+# -- the TCK agent (examples/tck_agent.py) plays its scenarios --------------------------
+
+
+async def test_tck_agent_plays_its_scenarios(tmp_path: Path) -> None:
+    from andon.serve import load_agent
+
+    tck = load_agent(str(Path(__file__).parent.parent / "examples/tck_agent.py") + ":agent")
+    async with andon.open_service(tck, str(tmp_path / "andon.sqlite")) as service:
+        app = create_app(service, tck, ServerConfig(public_url="http://testserver"))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+
+            async def send(message_id: str, **fields: Any) -> dict[str, Any]:
+                message = {**v1_message("x", message_id), **fields}
+                reply = await http.post(
+                    "/", json=rpc("SendMessage", {"message": message}), headers=V1
+                )
+                result: dict[str, Any] = reply.json()["result"]
+                return result
+
+            done = (await send("tck-complete-task-1"))["task"]
+            assert done["status"]["message"]["parts"] == [{"text": "Hello from TCK"}]
+            data = (await send("tck-artifact-data-1"))["task"]
+            assert data["artifacts"][0]["parts"][0]["data"] == {"key": "value", "count": 42}
+            url = (await send("tck-artifact-file-url-1"))["task"]["artifacts"][0]["parts"][0]
+            assert url == {
+                "url": "https://example.com/output.txt",
+                "mediaType": "text/plain",
+                "filename": "output.txt",
+            }
+            assert (await send("tck-message-response-1"))["message"]["parts"] == [
+                {"text": "Direct message response"}
+            ]
+            waiting = (await send("tck-input-required-1"))["task"]
+            assert waiting["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
+            again = await send("tck-input-required-2", taskId=waiting["id"])
+            assert again["task"]["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
+            ended = await send("tck-complete-task-2", taskId=waiting["id"])
+            assert ended["task"]["status"]["state"] == "TASK_STATE_COMPLETED"
+            # The 0.3 TCK's messages: answered, and the task stays open for the next one.
+            open_task = (await send("test-message-id-1"))["task"]
+            assert open_task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
