@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from andon.client.commands import register as register_client_commands
 from andon.server.app import ServerConfig
 from andon.server.auth import TokenAuth, digest, new_token
 from andon.server.streams import DisconnectPolicy
@@ -122,6 +123,9 @@ def token_new(
     token = new_token()
     typer.echo(f"token: {token}")
     typer.echo(f"tokens file line: {name} {role} sha256:{digest(token)}")
+
+
+register_client_commands(app)  # send, watch, tasks, cancel, retry
 
 
 def main() -> None:
