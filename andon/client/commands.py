@@ -528,7 +528,9 @@ def cancel(
         async def select(client: AndonClient) -> int:
             wanted = set(states or UNFINISHED)
             async for task in client.iter_tasks(
-                context_id=context, state=states[0] if len(states) == 1 else None
+                context_id=context,
+                state=states[0] if len(states) == 1 else None,
+                history_length=20,
             ):
                 if task.status.state in wanted:
                     selected.append(task)

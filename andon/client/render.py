@@ -249,6 +249,13 @@ class HumanView:
         self._line(line)
 
     def show(self, event: StreamEvent) -> None:
+        self._show(event)
+        if self._live is not None:
+            # Now, not at the next tick: lines printed meanwhile redraw the region as
+            # it was last rendered.
+            self._live.refresh()
+
+    def _show(self, event: StreamEvent) -> None:
         item = event.item
         if isinstance(item, Task):
             self._status(item.status.state, item.status.message, item.metadata)
