@@ -294,6 +294,34 @@ async def test_stream_yields_typed_events_with_their_sequence_ids(client: AndonC
     assert [e.item for e in replay] == [e.item for e in events[2:]]
 
 
+async def test_a_replay_goes_past_a_question_answered_since(client: AndonClient) -> None:
+    asking = await client.send("ask your name?")
+    assert asking.status.state is TaskState.INPUT_REQUIRED
+    # Before the answer, a resumed stream ends at the question it waits on.
+    waiting = [e async for e in client.subscribe(asking.id, last_event_id=0)]
+    assert waiting[-1].state is TaskState.INPUT_REQUIRED
+    await client.answer(asking.id, "Ada")
+    replay = [e async for e in client.subscribe(asking.id, last_event_id=0)]
+    states = [e.state for e in replay if isinstance(e.item, TaskStatusUpdateEvent)]
+    assert TaskState.INPUT_REQUIRED in states
+    assert states[-1] is TaskState.COMPLETED
+
+
+async def test_the_final_event_of_a_cancel_tells_how_long_the_stop_took(
+    client: AndonClient, server: AndonServer
+) -> None:
+    stream = client.stream("sleep 30")
+    canceled = None
+    async for event in stream:
+        if event.state is TaskState.WORKING and canceled is None:
+            assert stream.task_id is not None
+            canceled = await client.cancel(stream.task_id)
+    last = event.item
+    assert isinstance(last, TaskStatusUpdateEvent) and last.status.state is TaskState.CANCELED
+    assert (last.metadata or {})["andon.reason"] == "user"
+    assert (last.metadata or {})["andon.stopMs"] >= 0
+
+
 async def test_cancel_waits_until_stopped_and_cancel_many_reports_each(
     client: AndonClient, server: AndonServer
 ) -> None:

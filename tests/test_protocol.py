@@ -789,6 +789,19 @@ def test_status_event_final_flag() -> None:
 
 
 @BOTH
+def test_final_event_carries_what_the_stop_recorded(codec: Codec) -> None:
+    data = {
+        "state": "canceled",
+        "timestamp": 1714521601,
+        "reason": "user",
+        "metadata": {"andon.stopMs": 1.25},
+    }
+    event = codec.decode_stream_item(wire(codec.encode_event("t1", "c1", "status", data, True)))
+    assert isinstance(event, TaskStatusUpdateEvent)
+    assert event.metadata == {"andon.stopMs": 1.25, "andon.reason": "user"}
+
+
+@BOTH
 def test_progress_and_artifact_events(codec: Codec) -> None:
     progress = codec.encode_event(
         "t1", "c1", "progress", {"state": "working", "message": agent_message().dump()}, False

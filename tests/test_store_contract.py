@@ -338,6 +338,10 @@ async def test_metadata_is_merged(store: Store) -> None:
     )
     assert done is not None and done.metadata == {"a": 2, "b": {"x": 1}, "c": 3}
     assert (await store.get_task(record.id)) == done
+    # The status event of a transition carries the metadata it added, and only that.
+    log = await store.events(record.id)
+    assert log[-1].data["metadata"] == {"a": 2}
+    assert log[-2].data["metadata"] == {"c": 3}
 
 
 async def test_metadata_merge_replaces_top_level_keys_only(store: Store) -> None:

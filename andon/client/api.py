@@ -572,14 +572,15 @@ class EventStream:
                     self.task_id = event.task_id or self.task_id
                     last = event
                     yield event
-                    if event.ends_stream:
+                    if event.ends_stream and not _interrupted(event):
                         return
-                if (
-                    last is not None
-                    and isinstance(last.item, Task)
-                    and last.item.status.state in STREAM_END_STATES
+                # A question ends a stream only when the server closes it there: a replay
+                # goes on past questions answered since.
+                if last is not None and (
+                    last.ends_stream
+                    or (isinstance(last.item, Task) and last.item.status.state in STREAM_END_STATES)
                 ):
-                    return  # a server that ends its stream with the task itself
+                    return
                 cause = "the server closed the stream before the task's last event"
             except _Dropped as exc:
                 cause = str(exc)
@@ -606,6 +607,11 @@ class EventStream:
             headers = dict(self._headers)
             if self.last_event_id is not None:
                 headers["Last-Event-ID"] = str(self.last_event_id)
+
+
+def _interrupted(event: StreamEvent) -> bool:
+    state = event.state
+    return state is not None and not state.terminal
 
 
 def _cause(exc: BaseException) -> str:

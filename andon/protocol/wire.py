@@ -320,7 +320,8 @@ class Codec(ABC):
             }
             if data.get("message") is not None:
                 status["message"] = data["message"]
-            metadata: dict[str, Any] = {}
+            # What the transition added to the task's metadata (a cancel's stop time).
+            metadata: dict[str, Any] = dict(data.get("metadata") or {})
             if data.get("reason"):
                 metadata["andon.reason"] = data["reason"]
             if raw_state == TaskState.CANCELING or data.get("canceling"):

@@ -121,15 +121,18 @@ async def follow_task(
     """The task's events after `after_seq`, ending after the final event or an
     interrupted state. If the consumer stops early (the client went away), the
     disconnect policy decides what happens to the task."""
-    _, events = await service.subscribe(task_id, principal, after_seq)
+    record, events = await service.subscribe(task_id, principal, after_seq)
     subscribers.attach(task_id)
     ended = False
     try:
         async for event in events:
             if event.kind == "message":
                 continue  # history only: the user's own messages are not streamed back
+            # A replayed question that was answered since does not end a resumed stream.
             ended = event.final or (
-                event.kind == "status" and event.data["state"] in STREAM_END_STATES
+                event.kind == "status"
+                and event.data["state"] in STREAM_END_STATES
+                and event.seq >= record.last_seq
             )
             yield event
             if ended:

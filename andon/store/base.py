@@ -84,7 +84,10 @@ def status_event_data(
     reason: str | None,
     at: float,
     prior: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A status event's data. `metadata` is what the transition added to the task (the
+    stop time of a cancel, say), so a stream's final event carries it too."""
     data: dict[str, Any] = {"state": state.value, "timestamp": at}
     if state is TaskState.CANCELING:
         data["priorState"] = prior
@@ -92,6 +95,8 @@ def status_event_data(
         data["message"] = message
     if reason is not None:
         data["reason"] = reason
+    if metadata:
+        data["metadata"] = metadata
     return data
 
 

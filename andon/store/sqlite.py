@@ -323,7 +323,9 @@ class SQLiteStore(Store):
                 if row is None:
                     return None
                 record = _record(row)
-                data = status_event_data(target, message, record.reason, now, record.prior_state)
+                data = status_event_data(
+                    target, message, record.reason, now, record.prior_state, metadata
+                )
                 db.execute(
                     "INSERT INTO events (task_id, seq, kind, data, final, created_at)"
                     " VALUES (?, ?, 'status', ?, ?, ?)",
