@@ -34,6 +34,14 @@ def test_openapi_document_covers_jsonrpc_and_every_rest_route(service: TaskServi
     schemas = doc["components"]["schemas"]
     assert "TASK_STATE_INPUT_REQUIRED" in schemas["TaskState"]["enum"]
     assert "canceling" not in str(schemas["TaskState"]["enum"])
+    # The 0.3 routes speak 0.3 ProtoJSON: none of their bodies claims a 1.0 shape.
+    v03_send = doc["paths"]["/v1/message:send"]["post"]
+    assert sorted(_refs(v03_send)) == [
+        "#/components/schemas/RestError",
+        "#/components/schemas/V03ProtoJson",
+        "#/components/schemas/V03ProtoJson",
+    ]
+    assert "TASK_STATE_CANCELLED" in schemas["V03ProtoJson"]["description"]
     refs = {r for r in _refs(doc)}
     assert refs <= {f"#/components/schemas/{name}" for name in schemas}, "dangling $ref"
 

@@ -2,7 +2,9 @@
 a docs page that renders it with no network access.
 
 Schemas describe the A2A 1.0 wire form: the canonical models' JSON Schema with their
-enums renamed the way the 1.0 codec writes them (TASK_STATE_*, ROLE_*).
+enums renamed the way the 1.0 codec writes them (TASK_STATE_*, ROLE_*). The 0.3 routes
+under /v1 name their bodies `V03ProtoJson`, described in words: the 0.3 ProtoJSON shapes
+are the 0.3 proto's, not these models'.
 """
 
 from __future__ import annotations
@@ -113,6 +115,34 @@ def _rest(
         "content": {"application/json": {"schema": _ref("RestError")}},
     }
     return operation
+
+
+V03_SHAPES = (
+    "A2A 0.3 over HTTP+JSON: the ProtoJSON form of the 0.3 proto. It differs from the 1.0 "
+    "shapes of the root routes: a message's parts are its `content`; enums are proto names "
+    "(`ROLE_USER`, `TASK_STATE_CANCELLED`); a file part is `{file: {fileWithUri | "
+    "fileWithBytes, mimeType, name}}` and a data part `{data: {data: {...}}}`; stream items "
+    "are framed as {task}, {message}, {statusUpdate}, {artifactUpdate} and status updates "
+    "keep `final`."
+)
+
+
+def _as_v03(node: Any) -> Any:
+    """A root route's operation for the 0.3 binding under /v1: the same route, with its
+    bodies described as 0.3 ProtoJSON instead of the 1.0 models."""
+    if isinstance(node, dict):
+        if node.get("$ref") in {f"#/components/schemas/{name}" for name in V03_REPLACED}:
+            return _ref("V03ProtoJson")
+        copied = {key: _as_v03(value) for key, value in node.items()}
+        if isinstance(copied.get("summary"), str):
+            copied["summary"] = f"{copied['summary']} (A2A 0.3)"
+        return copied
+    if isinstance(node, list):
+        return [_as_v03(value) for value in node]
+    return node
+
+
+V03_REPLACED = ("Task", "Message", "SendMessageParams", "TaskList")
 
 
 def _task_id() -> list[dict[str, Any]]:
@@ -244,9 +274,16 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
             )
         },
     }
+    schemas["V03ProtoJson"] = {
+        "type": "object",
+        "description": V03_SHAPES,
+        "externalDocs": {
+            "url": "https://github.com/a2aproject/A2A/blob/v0.3.0/specification/grpc/a2a.proto"
+        },
+    }
     for path in list(paths):
         if path != "/":
-            paths[f"/v1{path}"] = paths[path]  # the 0.3 binding: same routes under /v1
+            paths[f"/v1{path}"] = _as_v03(paths[path])
     return {
         "openapi": "3.1.0",
         "info": {
