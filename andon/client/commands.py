@@ -9,8 +9,9 @@ something could not be cancelled), 2 usage or connection error, 3 the task needs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
@@ -42,7 +43,7 @@ from andon.client.render import (
     elapsed,
     json_line,
 )
-from andon.client.session import EXIT_INTERRUPTED, Conversation
+from andon.client.session import EXIT_INTERRUPTED, Conversation, Questions
 from andon.protocol.types import Role, Task, TaskState
 
 EXIT_USAGE = 2
@@ -163,8 +164,28 @@ def _state(value: str, option: str = "--state") -> TaskState:
     return TaskState(value)
 
 
-def _view(json: bool, *, timed: bool = True) -> View:
-    return JsonView() if json else HumanView(timed=timed)
+@contextlib.contextmanager
+def _conversation(
+    client: AndonClient,
+    json: bool,
+    *,
+    questions: Questions,
+    on_disconnect: str,
+    timed: bool = True,
+    cancel_on_interrupt: bool = True,
+) -> Iterator[Conversation]:
+    """A conversation shown in the terminal (or as JSON lines), its view closed after."""
+    view: View = JsonView() if json else HumanView(timed=timed)
+    try:
+        yield Conversation(
+            client,
+            view,
+            questions=questions,
+            on_disconnect=on_disconnect,
+            cancel_on_interrupt=cancel_on_interrupt,
+        )
+    finally:
+        view.close()
 
 
 # -- send, watch, retry ----------------------------------------------------------------
@@ -208,13 +229,10 @@ def send(
     metadata = {"andon.timeout": timeout} if timeout is not None else None
 
     async def command(client: AndonClient) -> int:
-        view = _view(json)
-        try:
-            conversation = Conversation(
-                client, view, questions="stop" if no_input else "ask", on_disconnect=policy
-            )
+        questions: Questions = "stop" if no_input else "ask"
+        with _conversation(client, json, questions=questions, on_disconnect=policy) as talk:
             if stream:
-                return await conversation.follow(
+                return await talk.follow(
                     lambda: client.stream(
                         text,
                         context_id=context,
@@ -226,9 +244,7 @@ def send(
             first = await client.send(
                 text, context_id=context, task_id=task, metadata=metadata, blocking=False
             )
-            return await conversation.poll(first)
-        finally:
-            view.close()
+            return await talk.poll(first)
 
     run(command, url=url, token=token, version=a2a_version, debug=debug)
 
@@ -248,20 +264,17 @@ def watch(
     """
 
     async def command(client: AndonClient) -> int:
-        view = _view(json, timed=False)
-        try:
-            conversation = Conversation(
-                client,
-                view,
-                questions="wait",
-                on_disconnect="continue",
-                cancel_on_interrupt=False,
-            )
-            return await conversation.follow(
+        with _conversation(
+            client,
+            json,
+            questions="wait",
+            on_disconnect="continue",
+            timed=False,
+            cancel_on_interrupt=False,
+        ) as talk:
+            return await talk.follow(
                 lambda: client.subscribe(task_id, last_event_id=0, on_disconnect="continue")
             )
-        finally:
-            view.close()
 
     run(command, url=url, token=token, version=a2a_version, debug=debug)
 
@@ -282,19 +295,14 @@ def retry(
 
     async def command(client: AndonClient) -> int:
         again = await client.retry(task_id)
-        view = _view(json)
-        try:
-            view.note(f"retrying {task_id} as task {again.id}")
-            conversation = Conversation(
-                client, view, questions="stop" if no_input else "ask", on_disconnect=policy
-            )
+        questions: Questions = "stop" if no_input else "ask"
+        with _conversation(client, json, questions=questions, on_disconnect=policy) as talk:
+            talk.view.note(f"retrying {task_id} as task {again.id}")
             if stream:
-                return await conversation.follow(
+                return await talk.follow(
                     lambda: client.subscribe(again.id, last_event_id=0, on_disconnect=policy)
                 )
-            return await conversation.poll(again)
-        finally:
-            view.close()
+            return await talk.poll(again)
 
     run(command, url=url, token=token, version=a2a_version, debug=debug)
 
@@ -347,7 +355,6 @@ def tasks_list(
                 ]
                 print("\t".join(" ".join(f.split()) for f in fields), flush=True)
             return 0
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
         rows = [
             (
                 task.id,
