@@ -4,17 +4,39 @@ thread of the client's own, so it works anywhere (scripts, tests, inside another
 from __future__ import annotations
 
 import asyncio
-import builtins
+import functools
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from andon.client.api import DEFAULT_URL, AndonClient, CancelResult, EventStream, StreamEvent
-from andon.protocol.params import ListTasksResult
-from andon.protocol.types import CancelReason, Message, Task, TaskState
-from andon.protocol.wire import STREAM_END_STATES
+from andon.client.api import DEFAULT_URL, AndonClient, EventStream, StreamEvent
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _blocking(
+    method: Callable[Concatenate[AndonClient, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Client, P], T]:
+    """AndonClient's `method`, run to its end on the client's loop."""
+
+    @functools.wraps(method)
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(method(self.aio, *args, **kwargs))
+
+    return call
+
+
+def _iterating(
+    method: Callable[Concatenate[AndonClient, P], EventStream],
+) -> Callable[Concatenate[Client, P], Iterator[StreamEvent]]:
+    """AndonClient's stream `method` as a plain iterator."""
+
+    @functools.wraps(method)
+    def call(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[StreamEvent]:
+        return self._iterate(method(self.aio, *args, **kwargs))
+
+    return call
 
 
 class Client:
@@ -74,57 +96,6 @@ class Client:
     def url(self) -> str:
         return self.aio.url
 
-    def send(
-        self,
-        message: str | Message,
-        *,
-        context_id: str | None = None,
-        task_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        blocking: bool = True,
-        history_length: int | None = None,
-    ) -> Task:
-        return self._run(
-            self.aio.send(
-                message,
-                context_id=context_id,
-                task_id=task_id,
-                metadata=metadata,
-                blocking=blocking,
-                history_length=history_length,
-            )
-        )
-
-    def stream(
-        self,
-        message: str | Message,
-        *,
-        context_id: str | None = None,
-        task_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        on_disconnect: str | None = None,
-    ) -> Iterator[StreamEvent]:
-        return self._iterate(
-            self.aio.stream(
-                message,
-                context_id=context_id,
-                task_id=task_id,
-                metadata=metadata,
-                on_disconnect=on_disconnect,
-            )
-        )
-
-    def subscribe(
-        self,
-        task_id: str,
-        *,
-        last_event_id: int | str | None = None,
-        on_disconnect: str | None = None,
-    ) -> Iterator[StreamEvent]:
-        return self._iterate(
-            self.aio.subscribe(task_id, last_event_id=last_event_id, on_disconnect=on_disconnect)
-        )
-
     def _iterate(self, events: EventStream) -> Iterator[StreamEvent]:
         async def step() -> StreamEvent | None:
             try:
@@ -139,72 +110,17 @@ class Client:
             if not self._loop.is_closed():
                 self._run(events.aclose())
 
-    def get(self, task_id: str, *, history_length: int | None = None) -> Task:
-        return self._run(self.aio.get(task_id, history_length=history_length))
-
-    def list(
-        self,
-        *,
-        context_id: str | None = None,
-        state: TaskState | str | None = None,
-        page_size: int = 50,
-        page_token: str | None = None,
-        history_length: int | None = None,
-        include_artifacts: bool = False,
-    ) -> ListTasksResult:
-        return self._run(
-            self.aio.list(
-                context_id=context_id,
-                state=state,
-                page_size=page_size,
-                page_token=page_token,
-                history_length=history_length,
-                include_artifacts=include_artifacts,
-            )
-        )
-
-    def cancel(
-        self,
-        task_id: str,
-        *,
-        reason: CancelReason | str = CancelReason.USER,
-        wait: float | None = None,
-        mode: Literal["immediate", "graceful"] | None = None,
-    ) -> Task:
-        return self._run(self.aio.cancel(task_id, reason=reason, wait=wait, mode=mode))
-
-    def cancel_many(
-        self,
-        ids: Sequence[str] | None = None,
-        *,
-        context_id: str | None = None,
-        states: Sequence[TaskState | str] | None = None,
-        reason: CancelReason | str = CancelReason.OPERATOR,
-        wait: float | None = None,
-    ) -> builtins.list[CancelResult]:
-        return self._run(
-            self.aio.cancel_many(
-                ids, context_id=context_id, states=states, reason=reason, wait=wait
-            )
-        )
-
-    def answer(self, task_id: str, answer: str | Message, *, blocking: bool = True) -> Task:
-        return self._run(self.aio.answer(task_id, answer, blocking=blocking))
-
-    def retry(self, task_id: str) -> Task:
-        return self._run(self.aio.retry(task_id))
-
-    def wait(
-        self,
-        task_id: str,
-        *,
-        timeout: float | None = None,
-        until: frozenset[TaskState] = STREAM_END_STATES,
-    ) -> Task:
-        return self._run(self.aio.wait(task_id, timeout=timeout, until=until))
-
-    def card(self) -> dict[str, Any]:
-        return self._run(self.aio.card())
+    send = _blocking(AndonClient.send)
+    get = _blocking(AndonClient.get)
+    list = _blocking(AndonClient.list)
+    cancel = _blocking(AndonClient.cancel)
+    cancel_many = _blocking(AndonClient.cancel_many)
+    answer = _blocking(AndonClient.answer)
+    retry = _blocking(AndonClient.retry)
+    wait = _blocking(AndonClient.wait)
+    card = _blocking(AndonClient.card)
+    stream = _iterating(AndonClient.stream)
+    subscribe = _iterating(AndonClient.subscribe)
 
 
 async def _make(url: str, token: str | None, version: str, options: dict[str, Any]) -> AndonClient:
