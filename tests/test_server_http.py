@@ -1,0 +1,308 @@
+"""`andon serve` over real HTTP on 127.0.0.1, in A2A 1.0 and 0.3, over JSON-RPC and
+HTTP+JSON: every method, every error the server can produce (with the HTTP status of
+the specification on HTTP+JSON), resuming a dropped stream with Last-Event-ID, the
+three disconnect policies with a socket closed mid-stream, ownership between two
+principals, and bad input that leaves nothing stored and the server up.
+
+One server per module (the demo agent, with its trace file); tests poll with deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live_server import DIALECTS, ERRORS, Dialect, Item, Peer, Reply, canonical_state, new_id
+from tests.test_client import AndonServer
+
+V1 = Dialect("1.0", "jsonrpc")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AndonServer]:
+    with AndonServer(tmp_path_factory.mktemp("http")) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def speaking(
+    server: AndonServer, dialect: Dialect, token: str | None = None
+) -> AsyncIterator[Peer]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield Peer(dialect, http, server.port, headers)
+
+
+@pytest.fixture(params=DIALECTS, ids=str)
+async def peer(request: pytest.FixtureRequest, server: AndonServer) -> AsyncIterator[Peer]:
+    async with speaking(server, request.param) as speaker:
+        yield speaker
+
+
+def assert_error(reply: Reply, code: int, status: int | None = None) -> None:
+    """The error `code`: on HTTP+JSON with its reason and the specification's HTTP status,
+    on JSON-RPC in a 200 response (unless refused at the HTTP level: `status`), in A2A
+    1.0 with its google.rpc.ErrorInfo reason."""
+    reason, rest_status = ERRORS[code]
+    assert reply.code == code, reply.body
+    error = reply.error
+    assert error is not None
+    if reply.rest:
+        assert reply.status == (status or rest_status), reply.body
+        assert error["code"] == reply.status and error["message"]
+        assert error["details"][0]["reason"] == reason
+    else:
+        assert reply.status == (status or 200), reply.body
+        assert error["message"]
+        if isinstance(error.get("data"), list):  # A2A 1.0: google.rpc typed details
+            assert error["data"][0]["reason"] == reason
+
+
+async def unchanged(read: Callable[[], Any], duration: float = 0.5) -> None:
+    """`read` gives the same value for `duration` seconds."""
+    first = read()
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        assert read() == first, f"changed from {first!r} to {read()!r}"
+        await asyncio.sleep(0.02)
+
+
+async def until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not met within {timeout}s"
+        await asyncio.sleep(0.02)
+
+
+async def stored_tasks(server: AndonServer) -> int:
+    """How many tasks the server holds (as the local admin sees them)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        reply = await http.get("/tasks", params={"pageSize": 1}, headers={"A2A-Version": "1.0"})
+        return int(reply.json()["totalSize"])
+
+
+def reason_of(task: dict[str, Any]) -> str | None:
+    return (task.get("metadata") or {}).get("andon.reason")
+
+
+# -- every method, in each dialect ------------------------------------------------------
+
+
+async def test_send_blocks_until_done_and_get_trims_history(peer: Peer) -> None:
+    task = await peer.send("echo hello")
+    assert canonical_state(task["status"]["state"]) == "completed"
+    assert [Item(None, "artifact-update", {"artifact": a}).text for a in task["artifacts"]] == [
+        "hello"
+    ]
+    full = await peer.get(task["id"])
+    assert len(full["history"]) == 2  # the user's message, the agent's reply
+    last = await peer.get(task["id"], historyLength=1)
+    assert last["history"] == full["history"][-1:]
+
+    quick = await peer.send("sleep 0.3", blocking=False)
+    assert canonical_state(quick["status"]["state"]) in ("submitted", "working")
+    await peer.wait_state(quick["id"], "completed")
+
+
+async def test_list_filters_by_context_and_state_and_pages(peer: Peer) -> None:
+    context = new_id()
+    done = [(await peer.send(f"echo {n}", contextId=context))["id"] for n in range(3)]
+    running = (await peer.send("sleep 30", blocking=False, contextId=context))["id"]
+    await peer.wait_state(running, "working")
+    try:
+        working = await peer.result(
+            "list", {"contextId": context, "status": peer.dialect.state_name("working")}
+        )
+        assert [t["id"] for t in working["tasks"]] == [running]
+        completed = await peer.result(
+            "list", {"contextId": context, "status": peer.dialect.state_name("completed")}
+        )
+        assert sorted(t["id"] for t in completed["tasks"]) == sorted(done)
+        assert all("artifacts" not in t for t in completed["tasks"])
+        with_artifacts = await peer.result(
+            "list",
+            {
+                "contextId": context,
+                "status": peer.dialect.state_name("completed"),
+                "includeArtifacts": True,
+            },
+        )
+        assert all(t["artifacts"] for t in with_artifacts["tasks"])
+
+        first = await peer.result("list", {"contextId": context, "pageSize": 3})
+        assert len(first["tasks"]) == 3 and first["totalSize"] == 4 and first["nextPageToken"]
+        second = await peer.result(
+            "list", {"contextId": context, "pageSize": 3, "pageToken": first["nextPageToken"]}
+        )
+        assert len(second["tasks"]) == 1 and second["nextPageToken"] == ""
+        paged = [t["id"] for t in first["tasks"] + second["tasks"]]
+        assert sorted(paged) == sorted([*done, running])
+    finally:
+        await peer.result("cancel", {"id": running})
+
+
+async def test_stream_sends_the_task_then_each_event_once(peer: Peer) -> None:
+    items = await peer.collect("stream", peer.dialect.send_params("stream 3"))
+    assert items[0].kind == "task" and items[0].state == "submitted"
+    assert [i.state for i in items if i.kind == "status-update"] == ["working", "completed"]
+    assert [i.text for i in items if i.kind == "artifact-update"] == [
+        f"chunk {n}\n" for n in range(3)
+    ]
+    assert items[-1].kind == "status-update" and items[-1].state == "completed"
+    seqs = [i.seq for i in items]
+    assert all(s is not None for s in seqs) and seqs == sorted(set(seqs))  # type: ignore[type-var]
+    if peer.dialect.version == "0.3":
+        assert [i.final for i in items if i.kind == "status-update"] == [False, True]
+
+
+async def test_cancel_stops_the_work_then_is_not_cancelable(
+    peer: Peer, server: AndonServer
+) -> None:
+    task = await peer.send("sleep 30", blocking=False)
+    await until(lambda: server.trace(task["id"]), what="the work started")
+    canceled = await peer.result("cancel", {"id": task["id"]})
+    assert canonical_state(canceled["status"]["state"]) == "canceled"
+    assert reason_of(canceled) == "user"
+    await unchanged(lambda: len(server.trace(task["id"])))  # stopped: no further step
+    assert_error(await peer.call("cancel", {"id": task["id"]}), -32002)
+
+
+async def test_subscribe_follows_a_task_to_its_end(peer: Peer) -> None:
+    task = await peer.send("stream 6", blocking=False)
+    items = await peer.collect("subscribe", {"id": task["id"]})
+    assert items[0].kind == "task" and items[0].body["id"] == task["id"]
+    assert items[-1].state == "completed"
+    assert [i.kind for i in items[1:]].count("task") == 0
+    # An ended task has nothing left to follow; replaying its events is asked for by id.
+    assert_error(await peer.call("subscribe", {"id": task["id"]}), -32004)
+    replay = await peer.collect("subscribe", {"id": task["id"]}, {"Last-Event-ID": "0"})
+    assert replay[0].kind == "status-update" and replay[-1].state == "completed"
+    assert [i.text for i in replay if i.kind == "artifact-update"] == [
+        f"chunk {n}\n" for n in range(6)
+    ]
+
+
+async def test_push_notification_config_methods_are_not_supported(peer: Peer) -> None:
+    task = await peer.send("echo x")
+    url = "https://example.com/push"
+    params = (
+        {"id": task["id"], "config": "c1", "url": url}
+        if peer.dialect.rest
+        else {"taskId": task["id"], "id": "c1", "url": url}
+    )
+    for op in ("push_create", "push_get", "push_list", "push_delete"):
+        assert_error(await peer.call(op, params), -32003)
+
+
+async def test_extended_card_is_not_configured(peer: Peer) -> None:
+    assert_error(await peer.call("extended_card"), -32007)
+
+
+async def test_cancel_many_by_context_and_by_ids(peer: Peer) -> None:
+    context = new_id()
+    tasks = [(await peer.send("sleep 30", blocking=False, contextId=context))["id"] for _ in "ab"]
+    result = await peer.result("cancel_many", {"contextId": context})
+    outcomes = {r["id"]: r for r in result["results"]}
+    assert sorted(outcomes) == sorted(tasks)
+    for outcome in outcomes.values():
+        assert canonical_state(outcome["task"]["status"]["state"]) == "canceled"
+        assert reason_of(outcome["task"]) == "operator"
+    again = await peer.result("cancel_many", {"ids": [tasks[0], "no-such-task"]})
+    errors = {r["id"]: r["error"] for r in again["results"]}
+    assert "already canceled" in errors[tasks[0]] and "not found" in errors["no-such-task"]
+    assert all("task" not in r for r in again["results"])
+
+
+# -- errors ----------------------------------------------------------------------------
+
+
+async def test_unknown_task_is_task_not_found_on_every_task_method(peer: Peer) -> None:
+    for op in ("get", "cancel", "subscribe"):
+        assert_error(await peer.call(op, {"id": "no-such-task"}), -32001)
+    answer = peer.dialect.send_params("echo x", taskId="no-such-task")
+    assert_error(await peer.call("send", answer), -32001)
+    assert_error(await peer.call("stream", answer), -32001)
+
+
+async def test_message_to_an_ended_task_is_unsupported(peer: Peer) -> None:
+    task = await peer.send("echo x")
+    assert_error(
+        await peer.call("send", peer.dialect.send_params("more", taskId=task["id"])), -32004
+    )
+
+
+async def test_wrong_types_are_invalid_params(peer: Peer) -> None:
+    message = peer.dialect.message("echo x")
+    for key in ("parts", "content"):
+        if key in message:
+            message[key] = "not a list"
+    assert_error(await peer.call("send", {"message": message}), -32602)
+    assert_error(await peer.call("send", {"message": {"messageId": 7}}), -32602)
+    assert_error(await peer.call("list", {"pageSize": 0}), -32602)
+    assert_error(await peer.call("list", {"pageToken": "bm90IGEgdG9rZW4="}), -32602)
+    task = await peer.send("echo x")
+    assert_error(await peer.call("get", {"id": task["id"], "historyLength": -1}), -32602)
+    assert_error(
+        await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": "seven"}), -32602
+    )
+
+
+async def test_an_a2a_version_not_spoken_is_version_not_supported(peer: Peer) -> None:
+    reply = await peer.call("get", {"id": "x"}, {"A2A-Version": "9.9"})
+    assert_error(reply, -32009)
+
+
+async def test_a_body_that_is_not_json_is_a_parse_error(peer: Peer, server: AndonServer) -> None:
+    request = peer.dialect.request("send", {})
+    response = await peer.http.request(
+        "POST",
+        request.path,
+        content=b'{"message": {',
+        headers={**request.headers, "Content-Type": "application/json"},
+    )
+    reply = Reply(response.status_code, response.headers, response.json(), peer.dialect.rest)
+    assert_error(reply, -32700)
+    if not peer.dialect.rest:
+        assert reply.body["id"] is None  # the id could not be read
+
+
+async def test_a_body_of_another_content_type_is_refused_with_415(peer: Peer) -> None:
+    request = peer.dialect.request("send", peer.dialect.send_params("echo x"))
+    response = await peer.http.request(
+        "POST",
+        request.path,
+        content=b"echo x",
+        headers={**request.headers, "Content-Type": "text/plain"},
+    )
+    reply = Reply(response.status_code, response.headers, response.json(), peer.dialect.rest)
+    assert_error(reply, -32005, status=415)
+
+
+@pytest.mark.parametrize("version", ["1.0", "0.3"])
+async def test_json_rpc_envelope_errors(server: AndonServer, version: str) -> None:
+    async with speaking(server, Dialect(version, "jsonrpc")) as peer:
+
+        async def post(body: Any) -> Reply:
+            response = await peer.http.post("/", json=body, headers=peer.dialect.headers)
+            return Reply(response.status_code, response.headers, response.json(), rest=False)
+
+        unknown = await post({"jsonrpc": "2.0", "id": 3, "method": "tasks/frobnicate"})
+        assert_error(unknown, -32601)
+        assert unknown.body["id"] == 3
+        wrong_version = await post({"jsonrpc": "1.0", "id": "a", "method": "GetTask"})
+        assert_error(wrong_version, -32600)
+        assert wrong_version.body["id"] == "a"
+        assert_error(await post([{"jsonrpc": "2.0", "id": 1, "method": "GetTask"}]), -32600)
+        assert_error(await post({"jsonrpc": "2.0", "id": {"x": 1}, "method": "GetTask"}), -32600)
+        assert_error(
+            await post({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": "x"}), -32600
+        )
+        assert_error(
+            await post({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": [1]}), -32602
+        )
