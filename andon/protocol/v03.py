@@ -96,11 +96,7 @@ class V03Codec(Codec):
         elif kind == "file":
             out = _file_in(obj(part.get("file"), at(path, "file")), at(path, "file"))
         elif kind == "data":
-            value: Any = obj(part.get("data"), at(path, "data"))
-            if isinstance(metadata, dict) and metadata.get(_DATA_WRAPPED):
-                value = value.get("value")
-                metadata = {k: v for k, v in metadata.items() if k != _DATA_WRAPPED} or None
-            out = {"data": value}
+            return data_part_in(obj(part.get("data"), at(path, "data")), metadata)
         else:
             raise WireError(at(path, "kind"), "expected text, file or data")
         if metadata is not None:
@@ -108,24 +104,8 @@ class V03Codec(Codec):
         return out
 
     def part_out(self, part: dict[str, Any]) -> dict[str, Any]:
-        metadata = part.get("metadata")
-        out: dict[str, Any]
-        if "text" in part:
-            out = {"kind": "text", "text": part["text"]}
-        elif "raw" in part or "url" in part:
-            file = {"bytes": part["raw"]} if "raw" in part else {"uri": part["url"]}
-            if "mediaType" in part:
-                file["mimeType"] = part["mediaType"]
-            if "filename" in part:
-                file["name"] = part["filename"]
-            out = {"kind": "file", "file": file}
-        elif isinstance(part.get("data"), dict):
-            out = {"kind": "data", "data": part["data"]}
-        elif "data" in part:
-            out = {"kind": "data", "data": {"value": part["data"]}}
-            metadata = {**(metadata or {}), _DATA_WRAPPED: True}
-        else:
-            out = {"kind": "text", "text": ""}  # a part with no content says nothing
+        kind, content, metadata = part_content_out(part, file_keys=("bytes", "uri"))
+        out = {"kind": kind, kind: content}
         if metadata is not None:
             out["metadata"] = metadata
         return out
@@ -141,28 +121,17 @@ class V03Codec(Codec):
             data["historyLength"] = self.history_in(data["historyLength"])
         push = data.get("pushNotificationConfig")
         if push is not None:
-            where = at(path, "pushNotificationConfig")
-            push = dict(obj(push, where))
-            if push.get("authentication") is not None:
-                auth = obj(push["authentication"], at(where, "authentication"))
-                schemes = items(auth.get("schemes", []), at(where, "authentication.schemes"))
-                push["authentication"] = {
-                    "scheme": schemes[0] if schemes else "",
-                    "credentials": auth.get("credentials"),
-                }
-            data["pushNotificationConfig"] = push
+            data["pushNotificationConfig"] = push_config_in(
+                push, at(path, "pushNotificationConfig")
+            )
         return data
 
     def configuration_out(self, config: SendMessageConfiguration) -> dict[str, Any]:
         out = config.dump()
         out["blocking"] = not out.pop("returnImmediately")
         push = out.get("pushNotificationConfig")
-        if push is not None and "authentication" in push:
-            auth = push["authentication"]
-            schemes = {"schemes": [auth["scheme"]]}
-            if "credentials" in auth:
-                schemes["credentials"] = auth["credentials"]
-            out["pushNotificationConfig"] = {**push, "authentication": schemes}
+        if push is not None:
+            out["pushNotificationConfig"] = push_config_out(push)
         return out
 
     def history_in(self, value: Any) -> Any:
@@ -180,6 +149,63 @@ class V03Codec(Codec):
 
     def error_data(self, error: A2AError) -> Any:
         return error.data
+
+
+def data_part_in(value: dict[str, Any], metadata: Any) -> dict[str, Any]:
+    """A 0.3 data part: an object, or a value of another type wrapped as the SDK does."""
+    content: Any = value
+    if isinstance(metadata, dict) and metadata.get(_DATA_WRAPPED):
+        content = value.get("value")
+        metadata = {k: v for k, v in metadata.items() if k != _DATA_WRAPPED} or None
+    out: dict[str, Any] = {"data": content}
+    if metadata is not None:
+        out["metadata"] = metadata
+    return out
+
+
+def part_content_out(
+    part: dict[str, Any], *, file_keys: tuple[str, str]
+) -> tuple[str, Any, dict[str, Any] | None]:
+    """A part as 0.3 sees it: its kind, its content, its metadata. `file_keys` name a
+    file's bytes and URI (the JSON-RPC and ProtoJSON forms name them differently)."""
+    metadata = part.get("metadata")
+    if "text" in part:
+        return "text", part["text"], metadata
+    if "raw" in part or "url" in part:
+        file = {file_keys[0]: part["raw"]} if "raw" in part else {file_keys[1]: part["url"]}
+        if "mediaType" in part:
+            file["mimeType"] = part["mediaType"]
+        if "filename" in part:
+            file["name"] = part["filename"]
+        return "file", file, metadata
+    if isinstance(part.get("data"), dict):
+        return "data", part["data"], metadata
+    if "data" in part:
+        return "data", {"value": part["data"]}, {**(metadata or {}), _DATA_WRAPPED: True}
+    return "text", "", metadata  # a part with no content says nothing
+
+
+def push_config_in(push: Any, where: str) -> dict[str, Any]:
+    """A 0.3 push config: its authentication lists `schemes`, 1.0's names one `scheme`."""
+    config = dict(obj(push, where))
+    if config.get("authentication") is not None:
+        auth = obj(config["authentication"], at(where, "authentication"))
+        schemes = items(auth.get("schemes", []), at(where, "authentication.schemes"))
+        config["authentication"] = {
+            "scheme": schemes[0] if schemes else "",
+            "credentials": auth.get("credentials"),
+        }
+    return config
+
+
+def push_config_out(push: dict[str, Any]) -> dict[str, Any]:
+    if "authentication" not in push:
+        return push
+    auth = push["authentication"]
+    schemes: dict[str, Any] = {"schemes": [auth["scheme"]]}
+    if "credentials" in auth:
+        schemes["credentials"] = auth["credentials"]
+    return {**push, "authentication": schemes}
 
 
 def _file_in(file: dict[str, Any], path: str) -> dict[str, Any]:

@@ -21,29 +21,21 @@ from typing import Any
 
 from andon.protocol.errors import A2AError
 from andon.protocol.params import SendMessageConfiguration, SendMessageParams
-from andon.protocol.types import Role, TaskState
-from andon.protocol.v03 import V03Codec
-from andon.protocol.v1 import frame, unframe
+from andon.protocol.types import TaskState
+from andon.protocol.v03 import (
+    V03Codec,
+    data_part_in,
+    part_content_out,
+    push_config_in,
+    push_config_out,
+)
+from andon.protocol.v1 import ProtoEnumCodec, frame, proto_states, unframe
 from andon.protocol.wire import (
-    Codec,
     Version,
     WireError,
     at,
-    items,
     obj,
     text,
-    visible_state,
-)
-
-_PROTO_STATES = (
-    TaskState.SUBMITTED,
-    TaskState.WORKING,
-    TaskState.COMPLETED,
-    TaskState.FAILED,
-    TaskState.CANCELED,
-    TaskState.INPUT_REQUIRED,
-    TaskState.REJECTED,
-    TaskState.AUTH_REQUIRED,
 )
 
 
@@ -51,30 +43,18 @@ def _state_name(state: TaskState) -> str:
     return "TASK_STATE_CANCELLED" if state is TaskState.CANCELED else f"TASK_STATE_{state.name}"
 
 
-_STATE_NAMES: dict[str, str] = {s: _state_name(s) for s in _PROTO_STATES}
-_STATES_IN: dict[Any, TaskState | None] = {
-    "TASK_STATE_UNSPECIFIED": None,
-    0: None,
-    "TASK_STATE_CANCELED": TaskState.CANCELED,  # the 1.0 spelling, for lenient readers
-    **{_state_name(s): s for s in _PROTO_STATES},
-    **{number: s for number, s in enumerate(_PROTO_STATES, start=1)},
-}
-_ROLES_IN = {"ROLE_USER": Role.USER, "ROLE_AGENT": Role.AGENT, 1: Role.USER, 2: Role.AGENT}
-_ROLE_NAMES = {Role.USER: "ROLE_USER", Role.AGENT: "ROLE_AGENT"}
 # How the official SDK carries a data part whose value is not an object (as in v03.py).
 _DATA_WRAPPED = "data_part_compat"
-
-
-def _key(value: Any) -> Any:
-    return None if isinstance(value, bool) or not isinstance(value, str | int) else value
 
 
 def _get(data: dict[str, Any], json_name: str, proto_name: str) -> Any:
     return data.get(json_name, data.get(proto_name))
 
 
-class V03RestCodec(Codec):
+class V03RestCodec(ProtoEnumCodec):
     version = Version.V0_3
+    state_names, states_in = proto_states(_state_name)
+    states_in = {**states_in, "TASK_STATE_CANCELED": TaskState.CANCELED}  # 1.0's spelling
     kinds = True  # for the `final` flag of status updates; `tag` adds no `kind`
     methods = V03Codec.methods
 
@@ -106,24 +86,6 @@ class V03RestCodec(Codec):
 
     # -- the rest of the 0.3 proto ----------------------------------------------------
 
-    def role_in(self, value: Any, path: str) -> Any:
-        role = _ROLES_IN.get(_key(value))
-        if role is None:
-            raise WireError(path, "expected ROLE_USER or ROLE_AGENT")
-        return role
-
-    def role_out(self, role: str) -> str:
-        return _ROLE_NAMES[Role(role)]
-
-    def state_in(self, value: Any, path: str) -> TaskState | None:
-        key = _key(value)
-        if key not in _STATES_IN:
-            raise WireError(path, "expected a TASK_STATE_* name")
-        return _STATES_IN[key]
-
-    def state_out(self, state: str) -> str:
-        return _STATE_NAMES[visible_state(state)]
-
     def part_in(self, raw: Any, path: str) -> dict[str, Any]:
         part = obj(raw, path)
         contents = [key for key in ("text", "file", "data") if part.get(key) is not None]
@@ -137,34 +99,15 @@ class V03RestCodec(Codec):
             out = _file_in(obj(part["file"], at(path, "file")), at(path, "file"))
         else:
             where = at(path, "data")
-            value: Any = obj(obj(part["data"], where).get("data", {}), at(where, "data"))
-            if isinstance(metadata, dict) and metadata.get(_DATA_WRAPPED):
-                value = value.get("value")
-                metadata = {k: v for k, v in metadata.items() if k != _DATA_WRAPPED} or None
-            out = {"data": value}
+            value = obj(obj(part["data"], where).get("data", {}), at(where, "data"))
+            return data_part_in(value, metadata)
         if metadata is not None:
             out["metadata"] = metadata
         return out
 
     def part_out(self, part: dict[str, Any]) -> dict[str, Any]:
-        metadata = part.get("metadata")
-        out: dict[str, Any]
-        if "text" in part:
-            out = {"text": part["text"]}
-        elif "raw" in part or "url" in part:
-            file = {"fileWithBytes": part["raw"]} if "raw" in part else {"fileWithUri": part["url"]}
-            if "mediaType" in part:
-                file["mimeType"] = part["mediaType"]
-            if "filename" in part:
-                file["name"] = part["filename"]
-            out = {"file": file}
-        elif isinstance(part.get("data"), dict):
-            out = {"data": {"data": part["data"]}}
-        elif "data" in part:
-            out = {"data": {"data": {"value": part["data"]}}}
-            metadata = {**(metadata or {}), _DATA_WRAPPED: True}
-        else:
-            out = {"text": ""}  # a part with no content says nothing
+        kind, content, metadata = part_content_out(part, file_keys=("fileWithBytes", "fileWithUri"))
+        out = {kind: {"data": content} if kind == "data" else content}
         if metadata is not None:
             out["metadata"] = metadata
         return out
@@ -181,16 +124,7 @@ class V03RestCodec(Codec):
             data["historyLength"] = None if history == 0 else history  # proto3: 0 is unset
         push = _get(raw, "pushNotification", "push_notification")
         if push is not None:
-            where = at(path, "pushNotification")
-            push = dict(obj(push, where))
-            if push.get("authentication") is not None:
-                auth = obj(push["authentication"], at(where, "authentication"))
-                schemes = items(auth.get("schemes", []), at(where, "authentication.schemes"))
-                push["authentication"] = {
-                    "scheme": schemes[0] if schemes else "",
-                    "credentials": auth.get("credentials"),
-                }
-            data["pushNotificationConfig"] = push
+            data["pushNotificationConfig"] = push_config_in(push, at(path, "pushNotification"))
         return data
 
     def configuration_out(self, config: SendMessageConfiguration) -> dict[str, Any]:
@@ -198,13 +132,7 @@ class V03RestCodec(Codec):
         out["blocking"] = not out.pop("returnImmediately")
         push = out.pop("pushNotificationConfig", None)
         if push is not None:
-            if "authentication" in push:
-                auth = push["authentication"]
-                schemes: dict[str, Any] = {"schemes": [auth["scheme"]]}
-                if "credentials" in auth:
-                    schemes["credentials"] = auth["credentials"]
-                push = {**push, "authentication": schemes}
-            out["pushNotification"] = push
+            out["pushNotification"] = push_config_out(push)
         return out
 
     def history_in(self, value: Any) -> Any:

@@ -10,7 +10,8 @@ interrupted state); error `data` is a list of google.rpc typed details.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from andon.protocol.errors import A2AError
 from andon.protocol.params import SendMessageConfiguration
@@ -18,7 +19,7 @@ from andon.protocol.types import Role, TaskState
 from andon.protocol.wire import ANDON_METHODS, Codec, Method, Version, WireError, obj, visible_state
 
 # In the order of their proto numbers, 1 to 8 (0 is TASK_STATE_UNSPECIFIED).
-_PROTO_STATES = (
+PROTO_STATES = (
     TaskState.SUBMITTED,
     TaskState.WORKING,
     TaskState.COMPLETED,
@@ -28,15 +29,23 @@ _PROTO_STATES = (
     TaskState.REJECTED,
     TaskState.AUTH_REQUIRED,
 )
-_STATE_NAMES: dict[str, str] = {s: f"TASK_STATE_{s.name}" for s in _PROTO_STATES}
-_STATES_IN: dict[Any, TaskState | None] = {
-    "TASK_STATE_UNSPECIFIED": None,
-    0: None,
-    **{f"TASK_STATE_{s.name}": s for s in _PROTO_STATES},
-    **{number: s for number, s in enumerate(_PROTO_STATES, start=1)},
-}
 _ROLE_NAMES: dict[str, str] = {Role.USER: "ROLE_USER", Role.AGENT: "ROLE_AGENT"}
 _ROLES_IN = {"ROLE_USER": Role.USER, "ROLE_AGENT": Role.AGENT, 1: Role.USER, 2: Role.AGENT}
+
+
+def proto_states(
+    name: Callable[[TaskState], str],
+) -> tuple[dict[str, str], dict[Any, TaskState | None]]:
+    """A proto's task-state names, and how to read them back (by name or by number)."""
+    names: dict[str, str] = {state: name(state) for state in PROTO_STATES}
+    reading: dict[Any, TaskState | None] = {
+        "TASK_STATE_UNSPECIFIED": None,
+        0: None,
+        **{name(state): state for state in PROTO_STATES},
+        **{number: state for number, state in enumerate(PROTO_STATES, start=1)},
+    }
+    return names, reading
+
 
 _CONTENT = ("text", "raw", "url", "data")
 _FRAMES = {
@@ -57,7 +66,34 @@ def _enum_key(value: Any) -> Any:
     return None if isinstance(value, bool) or not isinstance(value, str | int) else value
 
 
-class V1Codec(Codec):
+class ProtoEnumCodec(Codec):
+    """A codec whose roles and task states are proto enum names (`ROLE_USER`,
+    `TASK_STATE_WORKING`), read by name or by number."""
+
+    state_names: ClassVar[dict[str, str]]
+    states_in: ClassVar[dict[Any, TaskState | None]]
+    state_names, states_in = proto_states(lambda state: f"TASK_STATE_{state.name}")
+
+    def role_in(self, value: Any, path: str) -> Any:
+        role = _ROLES_IN.get(_enum_key(value))
+        if role is None:
+            raise WireError(path, "expected ROLE_USER or ROLE_AGENT")
+        return role
+
+    def role_out(self, role: str) -> str:
+        return _ROLE_NAMES[role]  # str-valued enum members look up by their value
+
+    def state_in(self, value: Any, path: str) -> TaskState | None:
+        key = _enum_key(value)
+        if key not in self.states_in:
+            raise WireError(path, "expected a TASK_STATE_* name")
+        return self.states_in[key]
+
+    def state_out(self, state: str) -> str:
+        return self.state_names[visible_state(state)]
+
+
+class V1Codec(ProtoEnumCodec):
     version = Version.V1_0
     kinds = False
     methods = {
@@ -74,24 +110,6 @@ class V1Codec(Codec):
         "GetExtendedAgentCard": Method.EXTENDED_CARD,
         **ANDON_METHODS,
     }
-
-    def role_in(self, value: Any, path: str) -> Any:
-        role = _ROLES_IN.get(_enum_key(value))
-        if role is None:
-            raise WireError(path, "expected ROLE_USER or ROLE_AGENT")
-        return role
-
-    def role_out(self, role: str) -> str:
-        return _ROLE_NAMES[role]  # str-valued enum members look up by their value
-
-    def state_in(self, value: Any, path: str) -> TaskState | None:
-        key = _enum_key(value)
-        if key not in _STATES_IN:
-            raise WireError(path, "expected a TASK_STATE_* name")
-        return _STATES_IN[key]
-
-    def state_out(self, state: str) -> str:
-        return _STATE_NAMES[visible_state(state)]
 
     def part_in(self, raw: Any, path: str) -> dict[str, Any]:
         part = obj(raw, path)
