@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Bearer tokens for `andon serve --auth tokens`.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+db_app = typer.Typer(help="The PostgreSQL database of distributed mode.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
 
@@ -123,6 +125,27 @@ def token_new(
     token = new_token()
     typer.echo(f"token: {token}")
     typer.echo(f"tokens file line: {name} {role} sha256:{digest(token)}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: Annotated[str, typer.Option(help="The database: postgresql://user@host/name")],
+) -> None:
+    """Bring the database's schema up to this andon's: run once, before starting it."""
+    import asyncio
+
+    import psycopg
+
+    from andon.store.pg_schema import redact, upgrade
+
+    try:
+        applied = asyncio.run(upgrade(db))
+    except psycopg.Error as exc:
+        err.print(f"[red]error:[/red] {redact(db)}: {exc}")
+        raise typer.Exit(1) from None
+    for name in applied:
+        typer.echo(f"applied {name}")
+    typer.echo("the schema is up to date")
 
 
 register_client_commands(app)  # send, watch, tasks, cancel, retry

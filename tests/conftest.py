@@ -1,12 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from andon import RuntimeSettings, ServiceSettings, TaskService, open_service
 from andon.agents.demo import agent as demo_agent
+from andon.store import pg_schema
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 FAST_RUNTIME = dict(kill_grace=0.5, hard_deadline=2.0, graceful_period=2.0, cleanup_budget=1.0)
 
@@ -42,3 +48,36 @@ async def service(
         settings=service_settings,
     ) as svc:
         yield svc
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test session's own (random name), dropped at its end: parallel
+    runs never share one. Yields its URL; tests use `postgres_url`."""
+    name = f"andon_test_{secrets.token_hex(6)}"
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_empty_url(postgres_database: str) -> str:
+    """A URL to a fresh, empty schema of the session's database, for this test alone.
+
+    The schema is every connection's search_path (a libpq option in the URL), so child
+    processes given the URL see the same tables."""
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_url(postgres_empty_url: str) -> str:
+    """Like `postgres_empty_url`, with `andon db upgrade` applied: ready for a store."""
+    asyncio.run(pg_schema.upgrade(postgres_empty_url))
+    return postgres_empty_url

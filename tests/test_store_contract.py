@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from andon.protocol.types import TaskState, new_id
+from andon.store import pg_schema
 from andon.store.base import Event, NewTask, Store, TaskRecord
 from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
+from andon.store.postgres import PostgresStore
 from andon.store.sqlite import MIGRATIONS, SQLiteStore
 from tests.helpers import eventually, user_text
 
@@ -37,8 +40,8 @@ class Backend:
     """(version recorded in the storage, number of migrations the code knows)."""
 
 
-def sqlite_backend(tmp_path: Path) -> Backend:
-    path = tmp_path / "s.sqlite"
+def sqlite_backend(request: pytest.FixtureRequest) -> Backend:
+    path = request.getfixturevalue("tmp_path") / "s.sqlite"
 
     async def schema_version() -> tuple[int, int]:
         with contextlib.closing(sqlite3.connect(path)) as db:
@@ -47,18 +50,26 @@ def sqlite_backend(tmp_path: Path) -> Backend:
     return Backend(make=lambda: SQLiteStore(path), schema_version=schema_version)
 
 
-# Adding PostgreSQL is one entry here, e.g.
-#   pytest.param(postgres_backend, id="postgres", marks=pytest.mark.postgres)
-# where postgres_backend(tmp_path) gives `PostgresStore(url)` on a fresh database.
+def postgres_backend(request: pytest.FixtureRequest) -> Backend:
+    url: str = request.getfixturevalue("postgres_url")  # a fresh schema, upgraded
+
+    async def schema_version() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await pg_schema.current_version(conn), len(pg_schema.migrations())
+
+    return Backend(make=lambda: PostgresStore(url), schema_version=schema_version)
+
+
 BACKENDS = [
     pytest.param(sqlite_backend, id="sqlite"),
+    pytest.param(postgres_backend, id="postgres", marks=pytest.mark.postgres),
 ]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    factory: Callable[[Path], Backend] = request.param
-    return factory(tmp_path)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    factory: Callable[[pytest.FixtureRequest], Backend] = request.param
+    return factory(request)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import base64
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Collection, Iterator
@@ -61,6 +62,13 @@ class TaskRecord:
         return self.state
 
 
+TASK_COLUMNS = (
+    "id, context_id, owner, state, epoch, reason, prior_state, status_message, metadata, "
+    "retry_of, timeout, idle_timeout, input_timeout, created_at, updated_at, last_seq"
+)
+"""The stored columns of a TaskRecord, in the order of its fields (SQL backends)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     task_id: str
@@ -76,6 +84,19 @@ class TaskPage:
     tasks: list[TaskRecord]
     next_page_token: str
     total_size: int
+
+
+def encode_page_token(created_at: float, task_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at!r}|{task_id}".encode()).decode()
+
+
+def decode_page_token(token: str) -> tuple[float, str]:
+    """Raises ValueError on a token no store made."""
+    try:
+        created, _, task_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        return float(created), task_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid page token") from exc
 
 
 def status_event_data(
@@ -141,6 +162,12 @@ class Notifier:
     def publish(self, task_id: str) -> None:
         for flag in self._listeners.get(task_id, ()):
             flag.set()
+
+    def publish_all(self) -> None:
+        """Wake every follower: events may have come unannounced (a lost connection)."""
+        for listeners in self._listeners.values():
+            for flag in listeners:
+                flag.set()
 
     def listener_count(self, task_id: str) -> int:
         return len(self._listeners.get(task_id, ()))

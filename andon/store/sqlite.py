@@ -12,7 +12,6 @@ step that syncs to disk, which the loop's connection never runs itself.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import sqlite3
@@ -24,12 +23,15 @@ from typing import Any, TypeVar
 
 from andon.protocol.types import ACTIVE_STATES, TaskState
 from andon.store.base import (
+    TASK_COLUMNS,
     Event,
     EventKind,
     NewTask,
     Store,
     TaskPage,
     TaskRecord,
+    decode_page_token,
+    encode_page_token,
     status_event_data,
 )
 from andon.store.machine import check_transition
@@ -70,24 +72,6 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
 ]
-
-TASK_COLUMNS = (
-    "id, context_id, owner, state, epoch, reason, prior_state, status_message, metadata, "
-    "retry_of, timeout, idle_timeout, input_timeout, created_at, updated_at, last_seq"
-)
-
-
-def encode_page_token(created_at: float, task_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at!r}|{task_id}".encode()).decode()
-
-
-def decode_page_token(token: str) -> tuple[float, str]:
-    """Raises ValueError on a token this store did not make."""
-    try:
-        created, _, task_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        return float(created), task_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("invalid page token") from exc
 
 
 def _record(row: tuple[Any, ...]) -> TaskRecord:
