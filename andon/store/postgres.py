@@ -311,7 +311,7 @@ class PostgresStore(Store):
         source_set = frozenset(sources)
         check_transition(source_set, target)
         now = time.time()
-        data = status_event_data(target, message, None, now)
+        data = status_event_data(target, message, None, now, metadata=metadata)
         data.pop("priorState", None)  # both come from the row (see TRANSITION)
         row = await self._fetchone(
             TRANSITION,
