@@ -306,3 +306,11 @@ async def test_json_rpc_envelope_errors(server: AndonServer, version: str) -> No
         assert_error(
             await post({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": [1]}), -32602
         )
+
+
+@pytest.mark.parametrize("policy", [5, ["cancel"]])
+async def test_a_disconnect_policy_that_is_not_a_string_is_invalid_params(
+    peer: Peer, policy: Any
+) -> None:
+    params = peer.dialect.send_params("echo x", metadata={"andon.onDisconnect": policy})
+    assert_error(await peer.call("stream", params), -32602)

@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from andon.protocol.errors import (
     A2AError,
     ContentTypeNotSupported,
+    InvalidParams,
     InvalidRequest,
     JSONParseError,
 )
@@ -115,7 +116,7 @@ def disconnect_policy(
     if chosen is None:
         return default
     if not isinstance(chosen, str):
-        raise InvalidRequest("andon.onDisconnect must be a string")
+        raise InvalidParams("andon.onDisconnect must be a string")
     return DisconnectPolicy.parse(chosen)
 
 
