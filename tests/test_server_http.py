@@ -308,6 +308,17 @@ async def test_json_rpc_envelope_errors(server: AndonServer, version: str) -> No
         )
 
 
+async def test_a_last_event_id_that_names_no_event_is_invalid_params(peer: Peer) -> None:
+    task = await peer.send("echo x")
+    for value in ("-1", str(2**63), "1e3"):
+        reply = await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": value})
+        assert_error(reply, -32602)
+    # The largest event number there can be is valid: nothing comes after it.
+    assert (
+        await peer.collect("subscribe", {"id": task["id"]}, {"Last-Event-ID": str(2**63 - 1)}) == []
+    )
+
+
 @pytest.mark.parametrize("policy", [5, ["cancel"]])
 async def test_a_disconnect_policy_that_is_not_a_string_is_invalid_params(
     peer: Peer, policy: Any

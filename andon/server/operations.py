@@ -31,6 +31,17 @@ WAIT_UNTIL = frozenset(
 )
 
 
+MAX_SEQ = 2**63 - 1
+"""The largest event number: the stores keep them as 64-bit integers."""
+
+
+def _event_number(text: str) -> int:
+    """A Last-Event-ID as the number of the event to resume after (0: from the start)."""
+    if text.isascii() and text.isdigit() and int(text) <= MAX_SEQ:
+        return int(text)
+    raise InvalidParams(f"Last-Event-ID must be an event number (0 to {MAX_SEQ}), got {text!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Update:
     """One item of a task stream: its sequence number (the SSE id) and what it carries:
@@ -86,13 +97,7 @@ class Operations:
         resume = last_event_id or params.last_event_id
         task = await self.service.get(params.id, principal)
         if resume is not None:
-            try:
-                after = int(resume)
-            except ValueError:
-                raise InvalidParams(
-                    f"Last-Event-ID must be an event number, got {resume!r}"
-                ) from None
-            return self._stream(task, after, principal, policy, first=False)
+            return self._stream(task, _event_number(resume), principal, policy, first=False)
         if task.status.state.terminal:
             raise UnsupportedOperation(
                 f"task {params.id} has ended ({task.status.state.value}); use GetTask"
