@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -65,11 +66,18 @@ def assert_error(reply: Reply, code: int, status: int | None = None) -> None:
 
 
 async def unchanged(read: Callable[[], Any], duration: float = 0.5) -> None:
-    """`read` gives the same value for `duration` seconds."""
-    first = read()
+    """`read` (a function or a coroutine function) gives the same value for `duration`
+    seconds: something that should not happen did not."""
+
+    async def value() -> Any:
+        got = read()
+        return await got if inspect.isawaitable(got) else got
+
+    first = await value()
     end = time.monotonic() + duration
     while time.monotonic() < end:
-        assert read() == first, f"changed from {first!r} to {read()!r}"
+        now = await value()
+        assert now == first, f"changed from {first!r} to {now!r}"
         await asyncio.sleep(0.02)
 
 
@@ -325,3 +333,151 @@ async def test_a_disconnect_policy_that_is_not_a_string_is_invalid_params(
 ) -> None:
     params = peer.dialect.send_params("echo x", metadata={"andon.onDisconnect": policy})
     assert_error(await peer.call("stream", params), -32602)
+
+
+# -- resuming a dropped stream ---------------------------------------------------------
+
+POLICY = "X-Andon-On-Disconnect"
+
+
+async def test_a_dropped_stream_resumes_after_its_last_event_id(peer: Peer) -> None:
+    params = peer.dialect.send_params("stream 20")
+    raw = await peer.open_raw("stream", params, {POLICY: "continue"})
+    task = await raw.next()
+    await raw.until(lambda item: item.text == "chunk 2\n")
+    await raw.drop()
+    before = raw.seen[1:]
+    resumed = await peer.collect(
+        "subscribe", {"id": task.body["id"]}, {"Last-Event-ID": str(before[-1].seq)}
+    )
+    events = before + resumed
+    seqs = [item.seq for item in events]
+    assert seqs == sorted(set(seqs)), "an event seen twice or out of order"
+    assert [i.text for i in events if i.kind == "artifact-update"] == [
+        f"chunk {n}\n" for n in range(20)
+    ]
+    assert [i.state for i in events if i.state in ("completed", "canceled")] == ["completed"]
+    assert events[-1].state == "completed"
+    # Nothing was missed: the whole log after the task's first item is what was seen.
+    replay = await peer.collect(
+        "subscribe", {"id": task.body["id"]}, {"Last-Event-ID": str(task.seq)}
+    )
+    assert [i.seq for i in replay] == seqs
+
+
+# -- the disconnect policy -------------------------------------------------------------
+
+
+async def drop_while_working(
+    peer: Peer, server: AndonServer, text: str, policy: str | None, *, via: str = "header"
+) -> tuple[str, float]:
+    """Stream `text` under `policy` (a header, or message metadata), wait until its work
+    has begun, then drop the connection. The task id and when it was dropped."""
+    headers = {POLICY: policy} if policy is not None and via == "header" else {}
+    fields: dict[str, Any] = {}
+    if policy is not None and via == "metadata":
+        fields["metadata"] = {"andon.onDisconnect": policy}
+    raw = await peer.open_raw("stream", peer.dialect.send_params(text, **fields), headers)
+    task_id = (await raw.next()).body["id"]
+    await raw.until(lambda item: item.state == "working")
+    await until(lambda: server.trace(task_id), what="the work started")
+    await raw.drop()
+    return task_id, time.monotonic()
+
+
+@pytest.mark.parametrize("via", ["header", "metadata"])
+async def test_under_cancel_a_dropped_stream_cancels_its_task_and_the_work_stops(
+    peer: Peer, server: AndonServer, via: str
+) -> None:
+    task_id, _ = await drop_while_working(peer, server, "sleep 30", "cancel", via=via)
+    task = await peer.wait_state(task_id, "canceled")
+    assert reason_of(task) == "client_disconnect"
+    await unchanged(lambda: len(server.trace(task_id)))
+
+
+async def test_the_header_wins_over_the_metadata(server: AndonServer) -> None:
+    async with speaking(server, V1) as peer:
+        params = V1.send_params("sleep 0.5", metadata={"andon.onDisconnect": "cancel"})
+        raw = await peer.open_raw("stream", params, {POLICY: "continue"})
+        task_id = (await raw.next()).body["id"]
+        await raw.until(lambda item: item.state == "working")
+        await raw.drop()
+        task = await peer.wait_state(task_id, "completed", "canceled")
+        assert canonical_state(task["status"]["state"]) == "completed"
+
+
+@pytest.mark.parametrize("policy", [None, "continue"])
+async def test_under_continue_a_dropped_stream_leaves_its_task_running(
+    peer: Peer, server: AndonServer, policy: str | None
+) -> None:
+    # None: the server's default, which `andon serve` sets to continue.
+    task_id, _ = await drop_while_working(peer, server, "sleep 0.6", policy)
+    task = await peer.wait_state(task_id, "completed", "canceled")
+    assert canonical_state(task["status"]["state"]) == "completed"
+    assert reason_of(task) is None
+
+
+async def test_under_cancel_closing_after_the_stream_ended_changes_nothing(peer: Peer) -> None:
+    # A stream ends at an interrupted state too: the task waits for its answer.
+    asking = peer.dialect.send_params("ask your name?")
+    raw = await peer.open_raw("stream", asking, {POLICY: "cancel"})
+    items = await raw.rest()
+    assert items[-1].state == "input-required"
+    await raw.drop()
+    task_id = items[0].body["id"]
+
+    async def log() -> list[int | None]:
+        replay = await peer.collect("subscribe", {"id": task_id}, {"Last-Event-ID": "0"})
+        return [i.seq for i in replay]
+
+    await unchanged(log)
+    assert await peer.state(task_id) == "input-required"
+    answered = await peer.send("Ada", taskId=task_id)
+    assert canonical_state(answered["status"]["state"]) == "completed"
+
+    raw = await peer.open_raw("stream", peer.dialect.send_params("echo hi"), {POLICY: "cancel"})
+    items = await raw.rest()
+    await raw.drop()
+    assert items[-1].state == "completed"
+    task = await peer.get(items[0].body["id"])
+    assert canonical_state(task["status"]["state"]) == "completed" and reason_of(task) is None
+
+
+async def test_cancel_when_orphaned_cancels_once_no_stream_is_left_for_its_grace(
+    server: AndonServer,
+) -> None:
+    async with speaking(server, V1) as peer:
+        task_id, dropped = await drop_while_working(
+            peer, server, "sleep 30", "cancel-when-orphaned=1"
+        )
+        task = await peer.wait_state(task_id, "canceled")
+        assert time.monotonic() - dropped >= 1.0  # not before its grace period
+        assert reason_of(task) == "orphaned"
+        await unchanged(lambda: len(server.trace(task_id)))
+
+
+async def test_cancel_when_orphaned_waits_for_the_last_stream(server: AndonServer) -> None:
+    async with speaking(server, V1) as peer:
+        params = V1.send_params("sleep 1.5")
+        first = await peer.open_raw("stream", params, {POLICY: "cancel-when-orphaned=0.1"})
+        task_id = (await first.next()).body["id"]
+        # A second stream, attached (it has an event of the task) before the first drops.
+        second = await peer.open_raw("subscribe", {"id": task_id}, {POLICY: "continue"})
+        await second.until(lambda item: item.kind == "status-update")
+        await first.drop()
+        assert (await second.rest())[-1].state == "completed"
+        await second.drop()
+
+
+async def test_a_stream_attached_within_the_grace_keeps_the_task(server: AndonServer) -> None:
+    async with speaking(server, V1) as peer:
+        orphaned = {POLICY: "cancel-when-orphaned=2"}
+        task_id, dropped = await drop_while_working(peer, server, "sleep 30", orphaned[POLICY])
+        again = await peer.open_raw("subscribe", {"id": task_id}, orphaned)
+        await again.until(lambda item: item.kind == "status-update")
+        # Past the first stream's grace, with the second one attached: still working.
+        await asyncio.sleep(max(0.0, dropped + 3 - time.monotonic()))
+        assert await peer.state(task_id) == "working"
+        await again.drop()
+        task = await peer.wait_state(task_id, "canceled")
+        assert reason_of(task) == "orphaned"
