@@ -242,8 +242,16 @@ class TaskService:
     async def get(
         self, task_id: str, principal: Principal, history_length: int | None = None
     ) -> Task:
+        task, _ = await self.snapshot(task_id, principal, history_length)
+        return task
+
+    async def snapshot(
+        self, task_id: str, principal: Principal, history_length: int | None = None
+    ) -> tuple[Task, int]:
+        """The task and the sequence number of the last event it shows: a stream that
+        goes on after that number neither misses nor repeats anything."""
         record = await self._owned(task_id, principal)
-        return task_view(record, await self.store.events(task_id), history_length)
+        return task_view(record, await self.store.events(task_id), history_length), record.last_seq
 
     async def view(self, record: TaskRecord, history_length: int | None = None) -> Task:
         return task_view(record, await self.store.events(record.id), history_length)
@@ -461,7 +469,10 @@ def present(event: Event) -> Event:
 
 
 def task_view(record: TaskRecord, events: list[Event], history_length: int | None = None) -> Task:
-    """Fold the log into the A2A Task: history from messages, artifacts from chunks."""
+    """Fold the log into the A2A Task: history from messages, artifacts from chunks.
+    Events the record does not count yet (appended after it was read) are left out, so
+    the task is the one of its `last_seq`."""
+    events = [event for event in events if event.seq <= record.last_seq]
     history: list[Message] = []
     for event in events:
         if event.kind == "message":
@@ -470,7 +481,7 @@ def task_view(record: TaskRecord, events: list[Event], history_length: int | Non
             history.append(Message.model_validate(event.data["message"]))
     if history_length is not None:
         history = history[-history_length:] if history_length > 0 else []
-    metadata = dict(record.metadata)
+    metadata = {**record.metadata, "andon.createdAt": _iso(record.created_at)}
     if record.reason:
         metadata["andon.reason"] = record.reason
     if record.state is TaskState.CANCELING:
@@ -488,5 +499,5 @@ def task_view(record: TaskRecord, events: list[Event], history_length: int | Non
         ),
         artifacts=fold_artifacts(events) or None,
         history=history or None,
-        metadata=metadata or None,
+        metadata=metadata,
     )

@@ -236,6 +236,28 @@ async def test_list_filters_and_pages(service: TaskService) -> None:
     await service.cancel(running, USER)
 
 
+async def test_a_snapshot_shows_exactly_the_events_up_to_its_sequence_number(
+    service: TaskService,
+) -> None:
+    task_id = await start(service, "stream 5")
+    early = await service.store.get_task(task_id)
+    assert early is not None
+    task = await finished(service, task_id)
+    assert task.artifacts is not None  # the log now holds the chunks ...
+    # ... but the task as of the early record has none of them: a stream resuming after
+    # its `last_seq` shows each chunk once.
+    then = await service.view(early)
+    assert then.artifacts is None and then.status.state is TaskState.SUBMITTED
+    now, last_seq = await service.snapshot(task_id, USER)
+    assert now == task and last_seq == (await service.store.events(task_id))[-1].seq
+
+
+async def test_a_task_says_when_it_was_created(service: TaskService) -> None:
+    task = await finished(service, await start(service, "echo hi"))
+    metadata = task.metadata or {}
+    assert metadata["andon.createdAt"] <= task.status.timestamp
+
+
 async def test_a_canceling_task_lists_as_working(tmp_path: Path) -> None:
     release = asyncio.Event()
     agent = Agent("slow-cleanup")

@@ -95,16 +95,14 @@ class Operations:
         """SubscribeToTask / tasks/resubscribe. With a last event id, replays what came
         after it (an ended task included); without, starts with the task as it is."""
         resume = last_event_id or params.last_event_id
-        task = await self.service.get(params.id, principal)
+        task, last_seq = await self.service.snapshot(params.id, principal)
         if resume is not None:
             return self._stream(task, _event_number(resume), principal, policy, first=False)
         if task.status.state.terminal:
             raise UnsupportedOperation(
                 f"task {params.id} has ended ({task.status.state.value}); use GetTask"
             )
-        record = await self.service.store.get_task(params.id)
-        assert record is not None
-        return self._stream(task, record.last_seq, principal, policy, first=True)
+        return self._stream(task, last_seq, principal, policy, first=True)
 
     async def _stream(
         self,
