@@ -1,5 +1,6 @@
-"""The Starlette application: JSON-RPC at `/`, the HTTP+JSON binding (A2A 1.0 at the
-root, 0.3 under `/v1`), the agent card, and the operator endpoints."""
+"""The Starlette application: JSON-RPC at `POST /`, the web page at `GET /`, the
+HTTP+JSON binding (A2A 1.0 at the root, 0.3 under `/v1`), the agent card, and the
+operator endpoints."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from andon.protocol.card import AgentCard, build_card, card_document, render_card
 from andon.protocol.codec import codec_for, negotiate
@@ -51,6 +52,7 @@ from andon.server.http import (
 )
 from andon.server.openapi import DOCS_PAGE, build_openapi
 from andon.server.operations import Operations, Update
+from andon.server.page import ui_routes
 from andon.server.streams import DisconnectPolicy, Subscribers
 from andon.service import Principal, TaskService
 
@@ -336,9 +338,10 @@ _STATUS_NAMES = {
 }
 
 
-def routes(server: A2AServer) -> list[Route]:
-    table: list[Route] = [
+def routes(server: A2AServer) -> list[BaseRoute]:
+    table: list[BaseRoute] = [
         Route("/", server.jsonrpc, methods=["POST"]),
+        *ui_routes(),
         Route("/.well-known/agent-card.json", server.card, methods=["GET"]),
         Route("/.well-known/agent.json", server.card, methods=["GET"]),
         Route("/openapi.json", server.openapi, methods=["GET"]),
