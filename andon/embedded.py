@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from andon.dispatch.local import LocalDispatcher
 from andon.runtime.agent import Agent
+from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings, Supervisor
 from andon.service import ServiceSettings, TaskService
 from andon.store import open_store
@@ -23,9 +24,10 @@ class Embedded:
         runtime: RuntimeSettings | None = None,
         settings: ServiceSettings | None = None,
         max_concurrent: int = 64,
+        lifeline: Lifeline | None = None,
     ) -> None:
         self.store = open_store(store_url)
-        self.supervisor = Supervisor(self.store, agent, runtime)
+        self.supervisor = Supervisor(self.store, agent, runtime, lifeline=lifeline)
         self.service = TaskService(
             self.store, LocalDispatcher(self.supervisor, max_concurrent), settings
         )

@@ -17,6 +17,7 @@ import uvicorn
 
 from andon.embedded import Embedded
 from andon.runtime.agent import Agent
+from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings
 from andon.server.app import ServerConfig, create_app
 from andon.service import ServiceSettings
@@ -84,33 +85,36 @@ class _Server(uvicorn.Server):
 
 
 def serve(options: ServeOptions) -> None:
-    embedded = Embedded(
-        options.agent,
-        options.db,
-        runtime=options.runtime,
-        settings=options.service,
-        max_concurrent=options.max_concurrent,
-    )
-    app = create_app(
-        embedded.service,
-        options.agent,
-        options.server,
-        on_startup=embedded.start,
-        on_shutdown=embedded.stop,
-    )
-    config = uvicorn.Config(
-        app,
-        host=options.host,
-        port=options.port,
-        log_level=options.log_level,
-        timeout_graceful_shutdown=math.ceil(options.drain) + 5,
-        access_log=False,
-        lifespan="on",
-    )
-    server = _Server(config)
-    server.embedded = embedded
-    server.drain = options.drain
-    asyncio.run(_run(server))
+    # If this process is killed outright, the keeper ends the commands its tasks run.
+    with Lifeline(options.runtime.kill_grace) as lifeline:
+        embedded = Embedded(
+            options.agent,
+            options.db,
+            runtime=options.runtime,
+            settings=options.service,
+            max_concurrent=options.max_concurrent,
+            lifeline=lifeline,
+        )
+        app = create_app(
+            embedded.service,
+            options.agent,
+            options.server,
+            on_startup=embedded.start,
+            on_shutdown=embedded.stop,
+        )
+        config = uvicorn.Config(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level=options.log_level,
+            timeout_graceful_shutdown=math.ceil(options.drain) + 5,
+            access_log=False,
+            lifespan="on",
+        )
+        server = _Server(config)
+        server.embedded = embedded
+        server.drain = options.drain
+        asyncio.run(_run(server))
 
 
 async def _run(server: Any) -> None:

@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from andon.protocol.types import TaskState
+from andon.runtime.processes import live_members
 from andon.store.sqlite import SQLiteStore
+from tests.helpers import children_of, process_group_alive
 
 HEADERS = {"A2A-Version": "1.0"}
 
@@ -137,3 +139,30 @@ def test_serving_without_auth_off_loopback_warns(tmp_path: Path, host: str) -> N
     proc.terminate()
     _, err = proc.communicate(timeout=20)
     assert b"without authentication" in err
+
+
+async def test_a_killed_server_takes_the_commands_of_its_tasks_down(tmp_path: Path) -> None:
+    proc, url = start(tmp_path)
+    marker = "sleep 303"
+    send(url, f"shell sh -c '{marker} & {marker}; wait'")
+    wait_for(lambda: len(command_groups(proc.pid, marker)) == 1)
+    (pgid,) = command_groups(proc.pid, marker)
+    wait_for(lambda: len(live_members(pgid)) >= 3)  # the shell and both sleeps
+
+    proc.kill()  # no clean-up of its own: the lifeline's keeper must do it
+    proc.wait(10)
+
+    wait_for(lambda: not process_group_alive(pgid))
+
+
+def command_groups(parent: int, fragment: str) -> set[int]:
+    """Process groups of the parent's live children whose command line has the fragment."""
+    groups = set()
+    for pid in children_of(parent):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if fragment in cmdline:
+            groups.add(os.getpgid(pid))
+    return groups

@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 from andon.protocol.types import Artifact, Message, Part, Role, TaskState
+from andon.runtime.lifeline import Lifeline
 from andon.runtime.processes import ProcessGroups
 from andon.runtime.scope import CancelScope, Stopping, TaskCancelled
 from andon.store.base import EventKind, Store, fold_artifacts
@@ -381,8 +382,9 @@ class TaskContext:
 
     _kill_grace = 2.0
 
-    def configure_teardown(self, kill_grace: float) -> None:
+    def configure_teardown(self, kill_grace: float, lifeline: Lifeline | None = None) -> None:
         self._kill_grace = kill_grace
+        self._processes.lifeline = lifeline
 
     async def kill_processes(self) -> list[str]:
         return await self._processes.kill_all(self._kill_grace)

@@ -10,6 +10,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from andon.runtime.lifeline import Lifeline
+
 _POLL_FIRST = 0.0005
 _POLL_MAX = 0.02
 
@@ -65,12 +67,18 @@ class ProcessGroups:
 
     groups: dict[int, str] = field(default_factory=dict)
     killed_after_grace: int = 0
+    lifeline: Lifeline | None = None
+    """Told of every group, to end them if this process dies before it does."""
 
     def add(self, pgid: int, label: str) -> None:
         self.groups[pgid] = label
+        if self.lifeline is not None:
+            self.lifeline.hold(pgid)
 
     def discard(self, pgid: int) -> None:
         self.groups.pop(pgid, None)
+        if self.lifeline is not None:
+            self.lifeline.release(pgid)
 
     async def kill_all(self, grace: float) -> list[str]:
         """SIGTERM every group, wait up to `grace`, SIGKILL what is left.
@@ -81,20 +89,24 @@ class ProcessGroups:
             return []
         pending = list(self.groups.items())
         for pgid, _ in pending:
-            _signal_group(pgid, signal.SIGTERM)
+            signal_group(pgid, signal.SIGTERM)
         gone = await asyncio.gather(*(wait_group_gone(pgid, grace) for pgid, _ in pending))
         stubborn = [
             (pgid, label) for (pgid, label), ok in zip(pending, gone, strict=True) if not ok
         ]
         for pgid, _ in stubborn:
-            _signal_group(pgid, signal.SIGKILL)
+            signal_group(pgid, signal.SIGKILL)
         dead = await asyncio.gather(*(wait_group_gone(pgid, 1.0) for pgid, _ in stubborn))
         survivors = [label for (_, label), ok in zip(stubborn, dead, strict=True) if not ok]
         self.killed_after_grace += len(stubborn)
+        if self.lifeline is not None:
+            alive = {pgid for (pgid, _), ok in zip(stubborn, dead, strict=True) if not ok}
+            for pgid in self.groups.keys() - alive:  # a survivor stays the keeper's to end
+                self.lifeline.release(pgid)
         self.groups.clear()
         return survivors
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

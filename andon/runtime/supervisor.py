@@ -24,6 +24,7 @@ from andon.protocol.types import (
 )
 from andon.runtime.agent import Agent
 from andon.runtime.context import DIRECT_REPLY, SyncTaskContext, TaskContext, TaskFailed
+from andon.runtime.lifeline import Lifeline
 from andon.runtime.scope import CancelMode, CancelScope, TaskCancelled
 from andon.store.base import Store, TaskRecord
 
@@ -81,10 +82,12 @@ class Supervisor:
         settings: RuntimeSettings | None = None,
         request_cancel: RequestCancel | None = None,
         on_stopped: Callable[[StopReport, str], None] | None = None,
+        lifeline: Lifeline | None = None,
     ) -> None:
         self.store = store
         self.agent = agent
         self.settings = settings or RuntimeSettings()
+        self.lifeline = lifeline
         self._request_cancel = request_cancel
         self._on_stopped = on_stopped
         self._attempts: dict[str, Attempt] = {}
@@ -142,7 +145,7 @@ class Supervisor:
             workdir=self.settings.workdir,
             retry_of=record.retry_of,
         )
-        ctx.configure_teardown(self.settings.kill_grace)
+        ctx.configure_teardown(self.settings.kill_grace, self.lifeline)
         attempt = Attempt(record, ctx, scope)
         self._attempts[task_id] = attempt
         try:

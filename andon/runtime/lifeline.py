@@ -1,0 +1,106 @@
+"""A lifeline for the process groups a worker starts: if the worker dies without ending
+them itself (SIGKILL, the OOM killer, a crash), a small keeper process ends them.
+
+Every command an attempt runs has a process group of its own, so it is not killed with
+its parent. The worker tells the keeper through a pipe, which only the worker can write
+to, each group it starts and each it has ended. However the worker dies, the kernel
+closes its end of the pipe; the keeper reads end-of-file and sends every group still
+listed SIGTERM, then SIGKILL after the grace.
+
+The keeper runs in a session of its own, so a signal to the worker's terminal or process
+group does not take it down before it has done its job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+log = logging.getLogger("andon.runtime")
+
+
+class Lifeline:
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._groups: set[int] = set()
+        self._keeper: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Lifeline:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._keeper = subprocess.Popen(
+            [sys.executable, "-m", "andon.runtime.keeper", str(self.grace)],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for pgid in self._groups:
+            self._send(f"+{pgid}\n")
+
+    def hold(self, pgid: int) -> None:
+        """A group was started: the keeper ends it if this process dies first."""
+        self._groups.add(pgid)
+        self._send(f"+{pgid}\n")
+
+    def release(self, pgid: int) -> None:
+        """A group has ended (or is no longer this process's to end)."""
+        if pgid in self._groups:
+            self._groups.discard(pgid)
+            self._send(f"-{pgid}\n")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the keeper go: it ends what is still listed (normally nothing) and exits."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is None:
+            return
+        assert keeper.stdin is not None
+        keeper.stdin.close()
+        try:
+            keeper.wait(timeout)
+        except subprocess.TimeoutExpired:
+            keeper.kill()
+
+    def _send(self, line: str) -> None:
+        keeper = self._keeper
+        if keeper is None:
+            return
+        assert keeper.stdin is not None
+        try:
+            # A few bytes into a pipe the keeper drains: this does not block.
+            os.write(keeper.stdin.fileno(), line.encode())
+        except OSError as exc:  # the keeper died: start another, tell it everything
+            log.error("process-group keeper %d is gone (%s); starting another", keeper.pid, exc)
+            keeper.stdin.close()
+            keeper.wait()
+            self.start()
+
+
+def keep(grace: float) -> None:
+    """The keeper's body: track groups from stdin; at end-of-file, end those left."""
+    from andon.runtime.processes import group_alive, signal_group
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    groups: set[int] = set()
+    for line in sys.stdin.buffer:
+        sign, pgid = line[:1], int(line[1:])
+        if sign == b"+":
+            groups.add(pgid)
+        else:
+            groups.discard(pgid)
+    for pgid in groups:
+        signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        groups = {pgid for pgid in groups if group_alive(pgid)}
+        time.sleep(0.02)
+    for pgid in groups:
+        signal_group(pgid, signal.SIGKILL)
