@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -19,10 +20,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live_server import DIALECTS, ERRORS, Dialect, Item, Peer, Reply, canonical_state, new_id
+from tests.live_server import (
+    DIALECTS,
+    ERRORS,
+    JSONRPC_METHODS,
+    Dialect,
+    Item,
+    Peer,
+    Reply,
+    canonical_state,
+    new_id,
+)
 from tests.test_client import AndonServer
 
 V1 = Dialect("1.0", "jsonrpc")
+POLICY = "X-Andon-On-Disconnect"
 
 
 @pytest.fixture(scope="module")
@@ -227,74 +239,139 @@ async def test_cancel_many_by_context_and_by_ids(peer: Peer) -> None:
     assert all("task" not in r for r in again["results"])
 
 
-# -- errors ----------------------------------------------------------------------------
+# -- errors, and bad input: each refused with its error, nothing stored, the server up --
 
 
-async def test_unknown_task_is_task_not_found_on_every_task_method(peer: Peer) -> None:
-    for op in ("get", "cancel", "subscribe"):
-        assert_error(await peer.call(op, {"id": "no-such-task"}), -32001)
+@contextlib.asynccontextmanager
+async def stores_nothing(server: AndonServer) -> AsyncIterator[None]:
+    """The requests made inside store no task; the server still serves afterwards."""
+    before = await stored_tasks(server)
+    yield
+    assert await stored_tasks(server) == before, "a refused request stored a task"
+    async with speaking(server, V1) as peer:
+        assert canonical_state((await peer.send("echo up"))["status"]["state"]) == "completed"
+
+
+async def event_log(peer: Peer, task_id: str) -> list[int | None]:
+    """The sequence numbers of a task's whole log."""
+    replay = await peer.collect("subscribe", {"id": task_id}, {"Last-Event-ID": "0"})
+    return [item.seq for item in replay]
+
+
+async def test_unknown_task_is_task_not_found_on_every_task_method(
+    peer: Peer, server: AndonServer
+) -> None:
     answer = peer.dialect.send_params("echo x", taskId="no-such-task")
-    assert_error(await peer.call("send", answer), -32001)
-    assert_error(await peer.call("stream", answer), -32001)
+    async with stores_nothing(server):
+        for op in ("get", "cancel", "subscribe"):
+            assert_error(await peer.call(op, {"id": "no-such-task"}), -32001)
+        assert_error(
+            await peer.call("subscribe", {"id": "no-such-task"}, {"Last-Event-ID": "0"}), -32001
+        )
+        assert_error(await peer.call("send", answer), -32001)
+        assert_error(await peer.call("stream", answer), -32001)
 
 
-async def test_message_to_an_ended_task_is_unsupported(peer: Peer) -> None:
+async def test_message_to_an_ended_task_is_unsupported_and_appends_nothing(
+    peer: Peer, server: AndonServer
+) -> None:
     task = await peer.send("echo x")
-    assert_error(
-        await peer.call("send", peer.dialect.send_params("more", taskId=task["id"])), -32004
-    )
+    log = await event_log(peer, task["id"])
+    async with stores_nothing(server):
+        more = peer.dialect.send_params("more", taskId=task["id"])
+        assert_error(await peer.call("send", more), -32004)
+        assert_error(await peer.call("stream", more), -32004)
+    assert await event_log(peer, task["id"]) == log
 
 
-async def test_wrong_types_are_invalid_params(peer: Peer) -> None:
+async def test_wrong_types_are_invalid_params(peer: Peer, server: AndonServer) -> None:
+    task = await peer.send("echo x")
     message = peer.dialect.message("echo x")
     for key in ("parts", "content"):
         if key in message:
             message[key] = "not a list"
-    assert_error(await peer.call("send", {"message": message}), -32602)
-    assert_error(await peer.call("send", {"message": {"messageId": 7}}), -32602)
-    assert_error(await peer.call("list", {"pageSize": 0}), -32602)
-    assert_error(await peer.call("list", {"pageToken": "bm90IGEgdG9rZW4="}), -32602)
+    async with stores_nothing(server):
+        assert_error(await peer.call("send", {"message": message}), -32602)
+        assert_error(await peer.call("stream", {"message": message}), -32602)
+        assert_error(await peer.call("send", {"message": {"messageId": 7}}), -32602)
+        assert_error(await peer.call("send", {"message": "echo x"}), -32602)
+        assert_error(await peer.call("list", {"pageSize": 0}), -32602)
+        assert_error(await peer.call("list", {"pageToken": "bm90IGEgdG9rZW4="}), -32602)
+        assert_error(await peer.call("get", {"id": task["id"], "historyLength": -1}), -32602)
+        assert_error(await peer.call("cancel_many", {}), -32602)
+        assert_error(
+            await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": "seven"}), -32602
+        )
+
+
+async def test_a_last_event_id_that_names_no_event_is_invalid_params(peer: Peer) -> None:
     task = await peer.send("echo x")
-    assert_error(await peer.call("get", {"id": task["id"], "historyLength": -1}), -32602)
-    assert_error(
-        await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": "seven"}), -32602
+    for value in ("-1", str(2**63), "1e3"):
+        reply = await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": value})
+        assert_error(reply, -32602)
+    # The largest event number there can be is valid: nothing comes after it.
+    last = {"Last-Event-ID": str(2**63 - 1)}
+    assert await peer.collect("subscribe", {"id": task["id"]}, last) == []
+
+
+@pytest.mark.parametrize("policy", [5, ["cancel"], "cancel-when-orphaned=soon", "stop"])
+async def test_a_disconnect_policy_that_is_not_one_is_invalid_params(
+    peer: Peer, server: AndonServer, policy: Any
+) -> None:
+    async with stores_nothing(server):
+        params = peer.dialect.send_params("echo x", metadata={"andon.onDisconnect": policy})
+        assert_error(await peer.call("stream", params), -32602)
+        if isinstance(policy, str):
+            plain = peer.dialect.send_params("echo x")
+            assert_error(await peer.call("stream", plain, {POLICY: policy}), -32602)
+
+
+async def test_an_a2a_version_not_spoken_is_version_not_supported(
+    peer: Peer, server: AndonServer
+) -> None:
+    async with stores_nothing(server):
+        for op in ("get", "send"):
+            params = {"id": "x"} if op == "get" else peer.dialect.send_params("echo x")
+            assert_error(await peer.call(op, params, {"A2A-Version": "9.9"}), -32009)
+
+
+async def post_bytes(peer: Peer, content: bytes, content_type: str) -> Reply:
+    """SendMessage's route in this dialect, with a body of these bytes."""
+    request = peer.dialect.request("send", {})
+    response = await peer.http.post(
+        request.path, content=content, headers={**request.headers, "Content-Type": content_type}
     )
-
-
-async def test_an_a2a_version_not_spoken_is_version_not_supported(peer: Peer) -> None:
-    reply = await peer.call("get", {"id": "x"}, {"A2A-Version": "9.9"})
-    assert_error(reply, -32009)
+    return Reply(response.status_code, response.headers, response.json(), peer.dialect.rest)
 
 
 async def test_a_body_that_is_not_json_is_a_parse_error(peer: Peer, server: AndonServer) -> None:
-    request = peer.dialect.request("send", {})
-    response = await peer.http.request(
-        "POST",
-        request.path,
-        content=b'{"message": {',
-        headers={**request.headers, "Content-Type": "application/json"},
-    )
-    reply = Reply(response.status_code, response.headers, response.json(), peer.dialect.rest)
-    assert_error(reply, -32700)
-    if not peer.dialect.rest:
-        assert reply.body["id"] is None  # the id could not be read
+    async with stores_nothing(server):
+        for body in (
+            b'{"message": {',
+            b"",
+            b"\xff\xfe",
+        ):
+            reply = await post_bytes(peer, body, "application/json")
+            if peer.dialect.rest and not body:
+                assert_error(reply, -32602)  # no body: no message
+                continue
+            assert_error(reply, -32700)
+            if not peer.dialect.rest:
+                assert reply.body["id"] is None  # the id could not be read
 
 
-async def test_a_body_of_another_content_type_is_refused_with_415(peer: Peer) -> None:
-    request = peer.dialect.request("send", peer.dialect.send_params("echo x"))
-    response = await peer.http.request(
-        "POST",
-        request.path,
-        content=b"echo x",
-        headers={**request.headers, "Content-Type": "text/plain"},
-    )
-    reply = Reply(response.status_code, response.headers, response.json(), peer.dialect.rest)
-    assert_error(reply, -32005, status=415)
+async def test_a_body_of_another_content_type_is_refused_with_415(
+    peer: Peer, server: AndonServer
+) -> None:
+    async with stores_nothing(server):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            reply = await post_bytes(peer, b"echo x", content_type)
+            assert_error(reply, -32005, status=415)
 
 
 @pytest.mark.parametrize("version", ["1.0", "0.3"])
 async def test_json_rpc_envelope_errors(server: AndonServer, version: str) -> None:
-    async with speaking(server, Dialect(version, "jsonrpc")) as peer:
+    async with speaking(server, Dialect(version, "jsonrpc")) as peer, stores_nothing(server):
 
         async def post(body: Any) -> Reply:
             response = await peer.http.post("/", json=body, headers=peer.dialect.headers)
@@ -306,38 +383,80 @@ async def test_json_rpc_envelope_errors(server: AndonServer, version: str) -> No
         wrong_version = await post({"jsonrpc": "1.0", "id": "a", "method": "GetTask"})
         assert_error(wrong_version, -32600)
         assert wrong_version.body["id"] == "a"
-        assert_error(await post([{"jsonrpc": "2.0", "id": 1, "method": "GetTask"}]), -32600)
-        assert_error(await post({"jsonrpc": "2.0", "id": {"x": 1}, "method": "GetTask"}), -32600)
-        assert_error(
-            await post({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": "x"}), -32600
-        )
-        assert_error(
-            await post({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": [1]}), -32602
-        )
+        send = JSONRPC_METHODS[version]["send"]
+        assert_error(await post([{"jsonrpc": "2.0", "id": 1, "method": send}]), -32600)
+        assert_error(await post({"jsonrpc": "2.0", "id": {"x": 1}, "method": send}), -32600)
+        assert_error(await post({"jsonrpc": "2.0", "id": 1, "method": send, "params": "x"}), -32600)
+        assert_error(await post({"jsonrpc": "2.0", "id": 1, "method": send, "params": [1]}), -32602)
+        assert_error(await post({"jsonrpc": "2.0", "id": 1, "method": send}), -32602)
 
 
-async def test_a_last_event_id_that_names_no_event_is_invalid_params(peer: Peer) -> None:
-    task = await peer.send("echo x")
-    for value in ("-1", str(2**63), "1e3"):
-        reply = await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": value})
-        assert_error(reply, -32602)
-    # The largest event number there can be is valid: nothing comes after it.
-    assert (
-        await peer.collect("subscribe", {"id": task["id"]}, {"Last-Event-ID": str(2**63 - 1)}) == []
-    )
+BODY_LIMIT = 10 * 1024 * 1024
+"""`andon serve`'s default limit on a request body."""
 
 
-@pytest.mark.parametrize("policy", [5, ["cancel"]])
-async def test_a_disconnect_policy_that_is_not_a_string_is_invalid_params(
-    peer: Peer, policy: Any
+async def raw_exchange(port: int, head: bytes, body: list[bytes]) -> tuple[int, bytes]:
+    """Send a request's head and body pieces on a socket of its own; the response's
+    status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        for piece in body:
+            writer.write(piece)
+            await writer.drain()
+        response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        status_line, *lines = response.decode("latin-1").split("\r\n")
+        fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        length = int(fields.get("content-length", "0"))
+        return int(status_line.split()[1]), await reader.readexactly(length)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def test_a_body_over_the_size_limit_is_refused_with_413(
+    peer: Peer, server: AndonServer
 ) -> None:
-    params = peer.dialect.send_params("echo x", metadata={"andon.onDisconnect": policy})
-    assert_error(await peer.call("stream", params), -32602)
+    request = peer.dialect.request("send", peer.dialect.send_params("echo big"))
+    host = f"127.0.0.1:{server.port}"
+    async with stores_nothing(server):
+        # Declared too long: refused before the body is read.
+        declared = request.raw(host, {"Content-Length": str(BODY_LIMIT + 1)})
+        head = declared[: declared.index(b"\r\n\r\n") + 4]
+        status, body = await raw_exchange(server.port, head, [b"{"])
+        assert_error(
+            Reply(status, httpx.Headers(), json.loads(body), peer.dialect.rest), -32600, 413
+        )
+        # Sent in chunks with no length: refused once the limit is passed.
+        chunked = head.replace(
+            f"Content-Length: {BODY_LIMIT + 1}".encode(), b"Transfer-Encoding: chunked"
+        )
+        piece = b" " * (1024 * 1024)
+        pieces = [b"%x\r\n%s\r\n" % (len(piece), piece)] * 10 + [b"1\r\n \r\n"]
+        status, body = await raw_exchange(server.port, chunked, pieces)
+        assert_error(
+            Reply(status, httpx.Headers(), json.loads(body), peer.dialect.rest), -32600, 413
+        )
+    # A body just within the limit is read (JSON may be padded with white space).
+    padded = request.body and json.dumps(request.body).encode()
+    assert padded is not None
+    within = padded + b" " * (BODY_LIMIT - len(padded))
+    response = await peer.http.post(
+        request.path,
+        content=within,
+        headers={**request.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200 and "error" not in response.json()
+
+
+async def test_a_request_that_is_not_http_leaves_the_server_up(server: AndonServer) -> None:
+    async with stores_nothing(server):
+        status, _ = await raw_exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n", [])
+        assert status == 400
 
 
 # -- resuming a dropped stream ---------------------------------------------------------
-
-POLICY = "X-Andon-On-Disconnect"
 
 
 async def test_a_dropped_stream_resumes_after_its_last_event_id(peer: Peer) -> None:
