@@ -346,11 +346,8 @@ async def post_bytes(peer: Peer, content: bytes, content_type: str) -> Reply:
 
 async def test_a_body_that_is_not_json_is_a_parse_error(peer: Peer, server: AndonServer) -> None:
     async with stores_nothing(server):
-        for body in (
-            b'{"message": {',
-            b"",
-            b"\xff\xfe",
-        ):
+        # NaN and Infinity are not JSON, though Python's json module reads them.
+        for body in (b'{"message": {', b"", b"\xff\xfe", b'{"message": NaN}', b"[Infinity]"):
             reply = await post_bytes(peer, body, "application/json")
             if peer.dialect.rest and not body:
                 assert_error(reply, -32602)  # no body: no message

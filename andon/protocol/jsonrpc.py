@@ -36,12 +36,20 @@ class RejectedRequest(Exception):
         super().__init__(error.message)
 
 
+def parse_json(body: bytes | str) -> Any:
+    """A request body of either binding; strictly JSON: NaN and Infinity are not."""
+    try:
+        return from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise JSONParseError(f"Invalid JSON payload: {exc}") from None
+
+
 def parse_request(body: bytes | str) -> Request:
     """Check the envelope, not the params (the codec does that, knowing the method)."""
     try:
-        message = from_json(body, allow_inf_nan=False)
-    except ValueError as exc:
-        raise RejectedRequest(JSONParseError(f"Invalid JSON payload: {exc}")) from None
+        message = parse_json(body)
+    except JSONParseError as error:
+        raise RejectedRequest(error) from None
     if isinstance(message, list):
         raise RejectedRequest(InvalidRequest("batch requests are not supported"))
     if not isinstance(message, dict):

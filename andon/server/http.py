@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,8 +17,8 @@ from andon.protocol.errors import (
     ContentTypeNotSupported,
     InvalidParams,
     InvalidRequest,
-    JSONParseError,
 )
+from andon.protocol.jsonrpc import parse_json
 from andon.server.auth import LOCAL, TokenAuth
 from andon.server.operations import Update
 from andon.server.streams import DisconnectPolicy
@@ -102,10 +101,7 @@ async def read_json(request: Request, limit: int) -> Any:
     body = await read_body(request, limit)
     if not body.strip():
         return None
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JSONParseError(f"Invalid JSON payload: {exc}") from None
+    return parse_json(body)
 
 
 def disconnect_policy(
