@@ -281,9 +281,13 @@ class TaskService:
             )
         except ValueError as exc:
             raise InvalidParams(str(exc)) from None
+        # Without history or artifacts, a task is its record alone: no log to read (the
+        # web page lists tasks every few seconds).
+        read_log = history_length != 0 or include_artifacts
         tasks = []
         for record in page.tasks:
-            view = task_view(record, await self.store.events(record.id), history_length)
+            events = await self.store.events(record.id) if read_log else []
+            view = task_view(record, events, history_length)
             if not include_artifacts:
                 view.artifacts = None
             tasks.append(view)

@@ -1,6 +1,6 @@
 """The web page at `/`, driven in Debian's Chromium through Playwright against a real
 `andon serve`: chat, live progress, cancel, questions, reloads, dropped connections,
-tokens. `make test` installs Chromium when it is missing."""
+tokens, keyboard and contrast."""
 
 from __future__ import annotations
 
@@ -12,33 +12,21 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, expect, sync_playwright
 
-from tests.test_client import AndonServer, steady
+from tests.chromium import launch
+from tests.test_client import AndonServer, Proxy, steady
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 WAIT_MS = 15_000  # a loaded machine runs 7 test suites at once: seconds, not milliseconds
+expect.set_options(timeout=WAIT_MS)
 OBSERVE = 0.5  # five demo steps: long enough to see work that did not stop
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), (
-        "Chromium is missing: `make test` installs it (apt-get install chromium)"
-    )
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = launch(playwright)
         yield launched
         launched.close()
 
@@ -169,3 +157,249 @@ def test_cancel_in_the_page_stops_the_work_and_says_why(
     tab.page.screenshot(path=str(SCREENSHOTS / "ui.png"))
     cancel_via_api(server, running)
     expect(tab.entry(running)).to_have_attribute("data-state", "canceled")
+
+
+def test_a_slow_stop_shows_canceling_then_canceled_and_tool_output_folds(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    # The shell and its sleep ignore SIGTERM: the stop waits for the kill grace (2 s).
+    task_id = tab.send("shell echo started; trap '' TERM; sleep 30")
+    entry = tab.entry(task_id)
+    output = entry.locator("details.tool", has_text="output")
+    expect(output.locator("pre")).to_have_text("started\n")
+    elapsed = entry.locator(".elapsed").inner_text()
+    expect(entry.locator(".elapsed")).not_to_have_text(elapsed)  # the clock runs
+    output.locator("summary").click()  # tool output folds away
+    expect(output.locator("pre")).to_be_hidden()
+
+    entry.get_by_role("button", name="Cancel task").click()
+    tab.page.get_by_role("dialog").get_by_role("button", name="Cancel task").click()
+    expect(entry.locator(".badge")).to_have_text("canceling…")
+    expect(entry.get_by_role("button", name="Cancel task")).to_be_hidden()
+    expect(entry.locator(".badge")).to_have_text("canceled")
+    stopped = entry.locator(".outcome")
+    expect(stopped).to_contain_text("reason: user")
+    stop_ms = server.client.get(task_id).metadata["andon.stopMs"]  # type: ignore[index]
+    assert stop_ms >= 1000, "the group should have needed SIGKILL after the grace period"
+    expect(stopped).to_contain_text(f"stopped in {stop_ms:,} ms".replace(".0 ms", " ms"))
+    expect(output.locator("pre")).to_be_hidden()  # still folded
+
+
+def test_cancel_all_running_of_a_conversation_and_the_state_filter(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    first = tab.send("sleep 30")
+    second = tab.send("spin 30")
+    done = tab.send("echo already done")
+    for task_id in (first, second):
+        expect(tab.entry(task_id).locator(".badge")).to_have_text("working")
+    expect(tab.entry(done)).to_have_attribute("data-state", "completed")
+    elsewhere = server.client.send("sleep 30", blocking=False)  # another conversation
+
+    tab.page.get_by_role("button", name="Cancel all running").click()
+    dialog = tab.page.get_by_role("dialog")
+    expect(dialog).to_contain_text("all 2 running tasks")
+    dialog.get_by_role("button", name="Cancel all").click()
+    for task_id in (first, second):
+        expect(tab.entry(task_id)).to_have_attribute("data-state", "canceled")
+        expect(tab.entry(task_id).locator(".outcome")).to_contain_text("reason: operator")
+    expect(tab.entry(done)).to_have_attribute("data-state", "completed")
+    assert server.client.get(elsewhere.id).status.state.value == "working"
+    expect(tab.page.get_by_role("button", name="Cancel all running")).to_be_hidden()
+
+    tab.page.get_by_label("Show").select_option("canceled")
+    items = tab.page.locator("#task-list li")
+    expect(items.first).to_have_attribute("data-state", "canceled")
+    expect(tab.page.locator('#task-list li:not([data-state="canceled"])')).to_have_count(0)
+    tab.page.get_by_label("Show").select_option("working")
+    expect(tab.page.locator(f'#task-list li[data-task-id="{elsewhere.id}"]')).to_be_visible()
+    expect(tab.page.locator('#task-list li:not([data-state="working"])')).to_have_count(0)
+    cancel_via_api(server, elsewhere.id)
+
+
+# -- questions, reloads, dropped connections ---------------------------------------------
+
+
+def test_a_question_is_answered_in_the_page(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    task_id = tab.send("ask your name?")
+    entry = tab.entry(task_id)
+    expect(entry.locator(".badge")).to_have_text("input-required")
+    answer = entry.get_by_label("The agent asks: your name?")
+    answer.fill("Ada")
+    answer.press("Enter")
+    expect(entry).to_have_attribute("data-state", "completed")
+    expect(entry.locator(".response")).to_have_text("Ada")
+    turns = ["You: ask your name?", "Agent asked: your name?", "You: Ada"]
+    expect(entry.locator(".turn")).to_have_text(turns)
+    expect(entry.get_by_label("The agent asks: your name?")).to_be_hidden()
+    task = server.client.get(task_id)
+    assert task.status.state.value == "completed"
+    assert [m.text for m in task.history or [] if m.role.value == "user"] == [
+        "ask your name?",
+        "Ada",
+    ]
+
+
+def chunks(count: int) -> str:
+    return "".join(f"chunk {i}\n" for i in range(count))
+
+
+def assert_shown_once(server: AndonServer, tab: Session, task_id: str) -> None:
+    """The task (a long `stream`) goes on in the page after what interrupted it; once
+    cancelled, the page shows exactly the chunks the server stored, each once."""
+    output = tab.entry(task_id).locator(".tool pre")
+    expect(output).to_contain_text("chunk 30\n")  # more than came before the interruption
+    shown = output.text_content() or ""
+    assert shown == chunks(shown.count("chunk")), "a chunk shown twice or missed"
+    server.client.cancel(task_id)
+    expect(tab.entry(task_id)).to_have_attribute("data-state", "canceled")
+    artifacts = server.client.get(task_id).artifacts or []
+    stored = "".join(part.text or "" for part in artifacts[0].parts)
+    assert stored == chunks(stored.count("chunk"))
+    expect(output).to_have_text(stored)
+
+
+def test_a_reload_in_the_middle_of_a_stream_resumes_it_without_repeats(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    task_id = tab.send("stream 2000")
+    expect(tab.entry(task_id).locator(".tool pre")).to_contain_text("chunk 5\n")
+    tab.page.reload()
+    assert_shown_once(server, tab, task_id)  # the conversation is in the address
+    subscribed = [r for r in tab.requests if r.url.endswith(f"/tasks/{task_id}:subscribe")]
+    assert subscribed, "the reloaded page did not follow the running task"
+
+
+def test_a_dropped_stream_resumes_from_the_last_event_id(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    proxy = Proxy(server.port)
+    try:
+        tab = open_page(sessions, browser, proxy.url + "/")
+        task_id = tab.send("stream 2000")
+        expect(tab.entry(task_id).locator(".tool pre")).to_contain_text("chunk 5\n")
+        proxy.cut()
+        assert_shown_once(server, tab, task_id)
+    finally:
+        proxy.close()
+    resumed = [
+        r.all_headers().get("last-event-id")
+        for r in tab.requests
+        if r.url.endswith(f"/tasks/{task_id}:subscribe")
+    ]
+    assert resumed and all(seq and seq.isdigit() for seq in resumed), resumed
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+def test_each_principal_sees_only_its_own_tasks(
+    browser: Browser, sessions: list[Session], tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice user alice-secret\nbob user bob-secret\n")
+    with AndonServer(tmp_path, "--auth", "tokens", "--tokens", str(tokens)) as server:
+        alice = open_page(sessions, browser, server.url + "/")
+        expect(alice.page.get_by_role("alert")).to_contain_text("needs a bearer token")
+        alice.page.get_by_label("Bearer token").fill("alice-secret")
+        alice.page.get_by_role("button", name="Use token").click()
+        expect(alice.page.get_by_role("alert")).to_be_hidden()
+        task_id = alice.send("sleep 30")
+        expect(alice.entry(task_id).locator(".status")).to_contain_text("/300")
+        context_id = alice.page.evaluate("location.hash").removeprefix("#context=")
+
+        bob = open_page(sessions, browser, f"{server.url}/#context={context_id}")
+        bob.page.get_by_label("Bearer token").fill("bob-secret")
+        bob.page.get_by_role("button", name="Use token").click()
+        bob.send("echo mine")
+        expect(bob.page.locator("#task-list li")).to_have_count(1)
+        expect(bob.page.locator(f'[data-task-id="{task_id}"]')).to_have_count(0)
+
+        alice.page.reload()  # the token is kept for the tab
+        expect(alice.page.locator(f'#task-list li[data-task-id="{task_id}"]')).to_be_visible()
+        expect(alice.page.locator("#task-list li")).to_have_count(1)
+        alice.entry(task_id).get_by_role("button", name="Cancel task: sleep 30").click()
+        alice.page.get_by_role("dialog").get_by_role("button", name="Cancel task").click()
+        expect(alice.entry(task_id)).to_have_attribute("data-state", "canceled")
+
+
+# -- accessibility -----------------------------------------------------------------------
+
+
+CONTRAST = """() => {
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (node) => {
+    for (; node; node = node.parentElement) {
+      const colour = rgb(getComputedStyle(node).backgroundColor);
+      if (colour.length === 3 || colour[3] > 0) return colour.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const found = [];
+  for (const node of document.querySelectorAll("body *")) {
+    const texts = [...node.childNodes].filter((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!node.checkVisibility() || !texts.length) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(node).color)), lum(background(node))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    found.push([node.tagName + "." + node.className, node.textContent.trim().slice(0, 30), ratio]);
+  }
+  return found;
+}"""
+
+
+def test_keyboard_labels_and_contrast(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    page = tab.page
+    task_id = tab.send("spin 30")  # typed and sent with Enter
+    finished = tab.send("fail on purpose")
+    entry = tab.entry(task_id)
+    expect(entry.locator(".badge")).to_have_text("working")
+    expect(tab.entry(finished).locator(".outcome")).to_have_text("failed: on purpose")
+
+    # Every control has a label.
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll("input, select, textarea, button")]
+             .filter((c) => c.checkVisibility())
+             .filter((c) => !(c.labels && c.labels.length) && !c.getAttribute("aria-label")
+                            && !c.textContent.trim())
+             .map((c) => c.outerHTML)"""
+    )
+    assert unlabelled == []
+
+    # Cancel from the keyboard: Escape keeps the task, Enter on the confirm stops it.
+    cancel = entry.get_by_role("button", name="Cancel task: spin 30")
+    cancel.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(entry.locator(".badge")).to_have_text("working")
+    cancel.focus()
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Cancel task")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(entry).to_have_attribute("data-state", "canceled")
+    expect(entry.locator(".outcome")).to_contain_text("reason: user")
+
+    low = [
+        (name, text, round(ratio, 2))
+        for name, text, ratio in page.evaluate(CONTRAST)
+        if ratio < 4.5
+    ]
+    assert low == [], f"text under 4.5:1 contrast: {low}"

@@ -122,7 +122,8 @@ function reconcile() {
   }
 }
 
-async function fetchTask(id) {
+/** Fetches a task; `content`: its history and artifacts too, else its status only. */
+async function fetchTask(id, content = true) {
   if (fetching.has(id) || fetching.size >= 2) return;
   const mine = generation;
   fetching.add(id);
@@ -137,7 +138,7 @@ async function fetchTask(id) {
   const model = modelOf(task);
   if (!followers.has(id)) {
     model.updatedAt = null;
-    mergeTask(model, task, true);
+    mergeTask(model, task, content);
     model.stale = false;
   }
   render();
@@ -193,7 +194,9 @@ function startFollowing(model, first = null) {
       if (followers.get(followed.id) === controller) followers.delete(followed.id);
       followed.reconnecting = false;
       // The final status event does not say how long the stop took; the task does.
-      if (!controller.signal.aborted && TERMINAL.has(followed.state)) fetchTask(followed.id);
+      if (!controller.signal.aborted && TERMINAL.has(followed.state)) {
+        fetchTask(followed.id, false);
+      }
       render();
     });
 }
