@@ -66,9 +66,15 @@ class ProcessGroups:
     """The process groups one attempt started, keyed by group id, with a label each."""
 
     groups: dict[int, str] = field(default_factory=dict)
-    killed_after_grace: int = 0
+    sigkilled: set[int] = field(default_factory=set)
+    """Groups that outlived the grace. A set: the agent's own `run` and the teardown
+    may both be killing the same group at once."""
     lifeline: Lifeline | None = None
     """Told of every group, to end them if this process dies before it does."""
+
+    @property
+    def killed_after_grace(self) -> int:
+        return len(self.sigkilled)
 
     def add(self, pgid: int, label: str) -> None:
         self.groups[pgid] = label
@@ -96,9 +102,9 @@ class ProcessGroups:
         ]
         for pgid, _ in stubborn:
             signal_group(pgid, signal.SIGKILL)
+            self.sigkilled.add(pgid)
         dead = await asyncio.gather(*(wait_group_gone(pgid, 1.0) for pgid, _ in stubborn))
         survivors = [label for (_, label), ok in zip(stubborn, dead, strict=True) if not ok]
-        self.killed_after_grace += len(stubborn)
         if self.lifeline is not None:
             alive = {pgid for (pgid, _), ok in zip(stubborn, dead, strict=True) if not ok}
             for pgid in self.groups.keys() - alive:  # a survivor stays the keeper's to end
