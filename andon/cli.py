@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -59,17 +58,17 @@ def serve(
         str | None, typer.Option(help="URL clients reach this server at (agent card)")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_format: Annotated[str, typer.Option(help="text, or json (one object a line)")] = "text",
 ) -> None:
     """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE) with the embedded store."""
+    from andon.logs import configure as configure_logging
     from andon.runtime.supervisor import RuntimeSettings
     from andon.serve import ServeOptions, is_loopback, load_agent
     from andon.serve import serve as run
     from andon.service import ServiceSettings
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        configure_logging(log_level, log_format)
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
         served = load_agent(agent)

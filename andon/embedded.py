@@ -11,6 +11,7 @@ from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings, Supervisor
 from andon.service import ServiceSettings, TaskService
 from andon.store import open_store
+from andon.telemetry import Telemetry
 
 
 class Embedded:
@@ -26,11 +27,15 @@ class Embedded:
         max_concurrent: int = 64,
         lifeline: Lifeline | None = None,
     ) -> None:
+        telemetry = Telemetry()
         self.store = open_store(store_url)
-        self.supervisor = Supervisor(self.store, agent, runtime, lifeline=lifeline)
-        self.service = TaskService(
-            self.store, LocalDispatcher(self.supervisor, max_concurrent), settings
+        self.store.observer = telemetry
+        self.supervisor = Supervisor(
+            self.store, agent, runtime, lifeline=lifeline, observer=telemetry
         )
+        dispatcher = LocalDispatcher(self.supervisor, max_concurrent)
+        dispatcher.observer = telemetry
+        self.service = TaskService(self.store, dispatcher, settings, telemetry)
         self.supervisor.set_cancel_requester(self.service.request_cancel)
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from andon import tracing
 from andon.embedded import Embedded
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
@@ -85,6 +86,7 @@ class _Server(uvicorn.Server):
 
 
 def serve(options: ServeOptions) -> None:
+    tracing.configure_from_env()
     # If this process is killed outright, the keeper ends the commands its tasks run.
     with Lifeline(options.runtime.kill_grace) as lifeline:
         embedded = Embedded(
@@ -109,6 +111,7 @@ def serve(options: ServeOptions) -> None:
             log_level=options.log_level,
             timeout_graceful_shutdown=math.ceil(options.drain) + 5,
             access_log=False,
+            log_config=None,  # uvicorn's lines go through andon's handler and format
             lifespan="on",
         )
         server = _Server(config)

@@ -9,12 +9,14 @@ import builtins
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from andon import tracing
 from andon.dispatch.base import Dispatcher
 from andon.protocol.errors import (
     InvalidParams,
@@ -36,6 +38,7 @@ from andon.protocol.types import (
 )
 from andon.runtime.scope import CancelMode
 from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
+from andon.telemetry import Telemetry
 
 log = logging.getLogger("andon.service")
 
@@ -93,11 +96,16 @@ class CancelOutcome:
 
 class TaskService:
     def __init__(
-        self, store: Store, dispatcher: Dispatcher, settings: ServiceSettings | None = None
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        settings: ServiceSettings | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.settings = settings or ServiceSettings()
+        self.telemetry = telemetry or Telemetry()
         self._accepting = False
 
     # -- life cycle ------------------------------------------------------------------
@@ -130,6 +138,18 @@ class TaskService:
             await asyncio.gather(*(self._cancel_quietly(t, CancelReason.SHUTDOWN) for t in running))
         await self.dispatcher.stop()
 
+    async def readiness(self, timeout: float = 2.0) -> dict[str, str]:
+        """For the store and for dispatch: `ok`, or why not (the readiness probe)."""
+        found: dict[str, str] = {}
+        for name, ping in (("store", self.store.ping), ("dispatch", self.dispatcher.ping)):
+            try:
+                async with asyncio.timeout(timeout):
+                    await ping()
+                found[name] = "ok"
+            except Exception as exc:
+                found[name] = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        return found
+
     # -- submit ------------------------------------------------------------------------
 
     async def submit(
@@ -150,6 +170,11 @@ class TaskService:
         if message.task_id:
             return await self.answer(message.task_id, principal, message)
         options = {**(message.metadata or {}), **(metadata or {})}
+        # The request's trace context, for the attempt wherever it runs (a retry's
+        # copied metadata holds the old task's: this request's replaces it).
+        options.pop(tracing.CARRIER_KEY, None)
+        if trace_context := tracing.carrier():
+            options[tracing.CARRIER_KEY] = trace_context
         policy = _option(
             options, "andon.contextPolicy", ContextPolicy, self.settings.context_policy
         )
@@ -342,12 +367,31 @@ class TaskService:
         """Cancel a task: a queued one never starts; a running one is stopped, and the
         call waits (up to `wait`, default the configured cancel wait) until it has
         stopped. Returns the task as it then is."""
-        record = await self._owned(task_id, principal)
+        started = time.monotonic()
+        record = await self._take_cancel(await self._owned(task_id, principal), reason, mode)
+        self.telemetry.cancel_requested(record, principal.name, reason)
+        if record.state is TaskState.CANCELED:
+            task = await self.view(record)
+        else:
+            wait = self.settings.cancel_wait if wait is None else wait
+            if wait > 0:
+                await self.wait(task_id, record.last_seq, wait)
+            task = await self.get(task_id, SYSTEM)
+        outcome = "canceling" if (task.metadata or {}).get("andon.canceling") else None
+        outcome = outcome or task.status.state.value
+        elapsed = time.monotonic() - started
+        self.telemetry.cancel_answered(record, principal.name, reason, outcome, elapsed)
+        return task
+
+    async def _take_cancel(self, record: TaskRecord, reason: str, mode: CancelMode) -> TaskRecord:
+        """Move the task to `canceled` (it had not started) or `canceling` (signalling
+        its attempt), by compare-and-set against whatever moves it meanwhile."""
+        task_id = record.id
         while True:
             if record.state.terminal:
                 raise TaskNotCancelable(f"task {task_id} is already {record.state.value}")
             if record.state is TaskState.CANCELING:
-                break
+                return record
             if record.state is TaskState.SUBMITTED:
                 done = await self.store.transition(
                     task_id,
@@ -357,7 +401,7 @@ class TaskService:
                     message=_agent_text(f"canceled before it started (reason: {reason})"),
                 )
                 if done is not None:
-                    return await self.view(done)
+                    return done
             else:
                 moved = await self.store.transition(
                     task_id,
@@ -368,16 +412,11 @@ class TaskService:
                 )
                 if moved is not None:
                     await self.dispatcher.cancel(task_id, moved.epoch, reason, mode)
-                    record = moved
-                    break
+                    return moved
             latest = await self.store.get_task(task_id)
             if latest is None:
                 raise TaskNotFound(f"task {task_id} not found")
             record = latest
-        wait = self.settings.cancel_wait if wait is None else wait
-        if wait > 0:
-            await self.wait(task_id, record.last_seq, wait)
-        return await self.get(task_id, SYSTEM)
 
     async def _cancel_quietly(self, task_id: str, reason: str, wait: float | None = None) -> None:
         with contextlib.suppress(TaskNotCancelable, TaskNotFound):

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from andon.observe import Observer
 from andon.protocol.types import TaskState, new_id
 from andon.store import pg_schema
 from andon.store.base import Event, NewTask, Store, TaskRecord
@@ -701,6 +702,48 @@ async def test_reopening_keeps_data_and_schema_version(backend: Backend) -> None
             assert version == migrations
         finally:
             await again.close()
+
+
+# -- what the store reports ----------------------------------------------------------------
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.facts: list[tuple[str, ...]] = []
+
+    def task_created(self, record: TaskRecord) -> None:
+        self.facts.append(("created", record.state))
+
+    def task_changed(self, record: TaskRecord) -> None:
+        self.facts.append(("changed", record.state))
+
+    def event_appended(self, kind: str) -> None:
+        self.facts.append(("appended", kind))
+
+    def store_failed(self) -> None:
+        self.facts.append(("failed",))
+
+
+async def test_every_commit_and_failure_is_reported_once(store: Store) -> None:
+    seen = Recorder()
+    store.observer = seen
+    record = await create(store)
+    working = await claim(store, record.id)
+    await store.append(record.id, working.epoch, "progress", {"n": 1})
+    assert await store.transition(record.id, sources=[S.SUBMITTED], target=S.CANCELED) is None
+    assert await store.append(record.id, working.epoch + 1, "progress", {}) is None
+    await move(store, record.id, S.WORKING, S.CANCELING)
+    assert await store.fail_unfinished("worker_lost") == [record.id]
+    with pytest.raises(Exception):  # noqa: B017 (each backend raises its driver's error)
+        await store.create_task(NewTask(id=record.id, context_id="c", owner="bob"), {})
+    assert seen.facts == [
+        ("created", S.SUBMITTED),
+        ("changed", S.WORKING),
+        ("appended", "progress"),
+        ("changed", S.CANCELING),
+        ("changed", S.FAILED),
+        ("failed",),
+    ]
 
 
 # -- SQLite only ----------------------------------------------------------------------------

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import abc
 
+from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import Message
 from andon.runtime.scope import CancelMode
 
 
 class Dispatcher(abc.ABC):
+    observer: Observer = NO_OBSERVER
+    """Told of dispatch failures (`dispatch_failed`)."""
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 
@@ -40,3 +44,7 @@ class Dispatcher(abc.ABC):
     @abc.abstractmethod
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no attempt runs here; False if some still run after `timeout`."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise unless tasks can be handed to workers now (a readiness probe)."""

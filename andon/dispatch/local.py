@@ -102,6 +102,7 @@ class LocalDispatcher(Dispatcher):
     def _finished(self, run: asyncio.Task[None]) -> None:
         self._runs.discard(run)
         if not run.cancelled() and run.exception() is not None:
+            self.observer.dispatch_failed()
             log.error("attempt crashed", exc_info=run.exception())
         if not self._runs:
             self._idle.set()
@@ -115,6 +116,10 @@ class LocalDispatcher(Dispatcher):
 
     def running(self) -> list[str]:
         return self.supervisor.running
+
+    async def ping(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            raise RuntimeError("local dispatch is not running")
 
     async def wait_idle(self, timeout: float) -> bool:
         try:

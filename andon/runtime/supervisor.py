@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from andon import tracing
+from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import (
     CancelReason,
     FailReason,
@@ -81,15 +83,15 @@ class Supervisor:
         agent: Agent,
         settings: RuntimeSettings | None = None,
         request_cancel: RequestCancel | None = None,
-        on_stopped: Callable[[StopReport, str], None] | None = None,
         lifeline: Lifeline | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         self.store = store
         self.agent = agent
         self.settings = settings or RuntimeSettings()
         self.lifeline = lifeline
         self._request_cancel = request_cancel
-        self._on_stopped = on_stopped
+        self.observer = observer
         self._attempts: dict[str, Attempt] = {}
         self._abandoned: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[None]] = set()
@@ -129,6 +131,11 @@ class Supervisor:
         )
         if record is None:
             return
+        with tracing.attempt_span(record.id, record.context_id, record.epoch, record.metadata):
+            await self._run_attempt(record)
+
+    async def _run_attempt(self, record: TaskRecord) -> None:
+        task_id = record.id
         scope = CancelScope()
         events = await self.store.events(task_id)
         history = [Message.model_validate(e.data) for e in events if e.kind == "message"]
@@ -158,6 +165,8 @@ class Supervisor:
         finally:
             del self._attempts[task_id]
             scope.close()
+            if ctx.processes_killed_after_grace:
+                self.observer.processes_killed(record, ctx.processes_killed_after_grace)
 
     async def _execute(self, attempt: Attempt) -> None:
         agent_task = asyncio.create_task(
@@ -254,6 +263,11 @@ class Supervisor:
         agent_task = attempt.agent_task
         assert agent_task is not None
         started = attempt.cancel_requested_at or time.monotonic()
+        tracing.event(
+            "cancel requested",
+            {"reason": scope.reason or CancelReason.USER, "mode": str(scope.mode)},
+            time.time_ns() - int((time.monotonic() - started) * 1e9),
+        )
         if scope.mode is CancelMode.GRACEFUL and not agent_task.done():
             escalated = asyncio.create_task(scope.wait_immediate())
             await asyncio.wait(
@@ -268,15 +282,20 @@ class Supervisor:
         ctx.abort_portal_calls()
         killing = asyncio.create_task(ctx.kill_processes())
         await asyncio.wait({agent_task}, timeout=settings.hard_deadline)
+        tracing.event("agent stopped" if agent_task.done() else "agent ignored cancellation")
         survivors = await killing
+        tracing.event("processes stopped", {"killed_after_grace": ctx.processes_killed_after_grace})
         survivors += await ctx.wait_threads(hard_deadline - time.monotonic())
+        tracing.event("threads stopped")
         if not agent_task.done():
             survivors.append("agent coroutine (it ignored cancellation)")
             self._abandon(agent_task)
         else:
             _consume(agent_task)
         hook_failures = await ctx.run_cancel_hooks(settings.cleanup_budget)
+        tracing.event("on_cancel hooks run", {"failures": len(hook_failures)})
         await ctx.close_http()
+        tracing.event("http closed")
         scope.close()
         report = StopReport(
             survivors, hook_failures, ctx.processes_killed_after_grace, time.monotonic() - started
@@ -303,8 +322,8 @@ class Supervisor:
             )
         if ended is None:
             log.warning("task %s was no longer canceling when its attempt stopped", attempt.task_id)
-        elif self._on_stopped is not None:
-            self._on_stopped(report, ended.state.value)
+        else:
+            self.observer.attempt_stopped(ended, scope.reason or CancelReason.USER, report)
 
     def _abandon(self, agent_task: asyncio.Task[Any]) -> None:
         """A coroutine that swallows CancelledError cannot be stopped from outside; keep a

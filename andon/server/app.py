@@ -14,6 +14,7 @@ from email.utils import formatdate
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -50,6 +51,7 @@ from andon.server.http import (
     sse_event,
     sse_response,
 )
+from andon.server.monitoring import RequestSpans, monitoring_routes, name_operation
 from andon.server.openapi import DOCS_PAGE, build_openapi
 from andon.server.operations import Operations, Update
 from andon.server.page import ui_routes
@@ -105,6 +107,7 @@ class A2AServer:
             request_id = parsed.id
             codec = self._codec(request.headers.get("a2a-version"))
             method = codec.method(parsed.method)
+            name_operation(request, method)
             if method.streaming:
                 try:
                     updates = await self._open_stream(
@@ -204,6 +207,7 @@ class A2AServer:
         """An HTTP+JSON route: path and query give the params, plus the JSON body."""
 
         async def endpoint(request: Request) -> Response:
+            name_operation(request, method)
             try:
                 principal = authenticate(request, self.config.auth)
                 codec = self._codec(request.headers.get("a2a-version"), version, rest=True)
@@ -423,6 +427,10 @@ def create_app(
             if on_shutdown is not None:
                 await on_shutdown()
 
-    app = Starlette(routes=routes(server), lifespan=lifespan)
+    app = Starlette(
+        routes=routes(server) + monitoring_routes(service, server.subscribers),
+        middleware=[Middleware(RequestSpans)],
+        lifespan=lifespan,
+    )
     app.state.server = server
     return app

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import Artifact, TaskState
 
 EventKind = Literal["status", "progress", "artifact", "message"]
@@ -174,10 +175,16 @@ class Notifier:
 
 
 class Store(abc.ABC):
-    """What every backend provides; `tests/test_store_contract.py` holds it to this."""
+    """What every backend provides; `tests/test_store_contract.py` holds it to this.
+
+    After each commit a backend wakes the task's followers (`notifier`) and reports the
+    change to its `observer`: `task_created`, `task_changed` (every transition, those of
+    `fail_unfinished` included), `event_appended`; and `store_failed` when an operation
+    raises."""
 
     def __init__(self) -> None:
         self.notifier = Notifier()
+        self.observer: Observer = NO_OBSERVER
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -249,6 +256,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def submitted_ids(self) -> list[str]:
         """Ids of tasks still waiting to start, oldest first (dispatched again on start)."""
+
+    async def ping(self) -> None:
+        """Raise unless the storage answers (a readiness probe)."""
+        await self.get_task("")
 
     async def follow(self, task_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Yield the task's events after `after_seq`, then new ones as they come,

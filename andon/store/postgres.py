@@ -206,9 +206,13 @@ class PostgresStore(Store):
                     return await op(conn)
             except retry_on as exc:
                 if attempt == attempts - 1:
+                    self.observer.store_failed()
                     raise
                 log.info("retrying a statement after a lost connection: %s", exc)
                 await asyncio.sleep(0.01 * attempt)
+            except Exception:
+                self.observer.store_failed()
+                raise
         raise AssertionError("unreachable")
 
     async def _fetchone(self, query: LiteralString, params: Any, *, read: bool) -> Any:
@@ -245,7 +249,9 @@ class PostgresStore(Store):
             read=False,
         )
         self.notifier.publish(task.id)
-        return _record(row)
+        record = _record(row)
+        self.observer.task_created(record)
+        return record
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         row = await self._fetchone(GET, (task_id,), read=True)
@@ -335,7 +341,9 @@ class PostgresStore(Store):
             return None
         self._batcher.announced(task_id)
         self.notifier.publish(task_id)
-        return _record(row)
+        record = _record(row)
+        self.observer.task_changed(record)
+        return record
 
     async def append(
         self, task_id: str, epoch: int, kind: EventKind, data: dict[str, Any]
@@ -359,6 +367,7 @@ class PostgresStore(Store):
         if not notify:
             self._batcher.deferred(task_id, row[0])
         self.notifier.publish(task_id)
+        self.observer.event_appended(kind)
         return Event(task_id, row[0], kind, data, False, now)
 
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:

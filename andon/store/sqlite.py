@@ -113,14 +113,22 @@ class SQLiteStore(Store):
         """A point operation, on the loop's thread (see the module's docstring)."""
         if self._db is None:
             raise RuntimeError("store is not open")
-        return fn(self._db)
+        try:
+            return fn(self._db)
+        except Exception:
+            self.observer.store_failed()
+            raise
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A read that may be long, on the reader thread."""
         reader = self._reader
         if reader is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, reader)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, reader)
+        except Exception:
+            self.observer.store_failed()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -204,6 +212,7 @@ class SQLiteStore(Store):
 
         record = await self._run(create)
         self.notifier.publish(task.id)
+        self.observer.task_created(record)
         return record
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
@@ -320,6 +329,7 @@ class SQLiteStore(Store):
         record = await self._run(cas)
         if record is not None:
             self.notifier.publish(task_id)
+            self.observer.task_changed(record)
         return record
 
     async def append(
@@ -348,6 +358,7 @@ class SQLiteStore(Store):
         event = await self._run(insert)
         if event is not None:
             self.notifier.publish(task_id)
+            self.observer.event_appended(kind)
         return event
 
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:

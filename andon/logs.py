@@ -1,0 +1,55 @@
+"""Log output: human-readable lines by default, one JSON object a line with
+`andon serve --log-format json`.
+
+A structured line (`fact`) carries its fields twice: as `key=value` in the message a
+person reads, and as fields of the JSON object a log pipeline reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from andon import tracing
+
+FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_FIELDS = "andon_fields"
+
+Value = str | int | float | None
+
+
+def fact(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Value) -> None:
+    """One line: `name key=value ...`; fields that are None are left out."""
+    if not logger.isEnabledFor(level):
+        return
+    given = {k: v for k, v in fields.items() if v is not None}
+    message = " ".join([name, *(f"{k}={v}" for k, v in given.items())])
+    logger.log(level, message, extra={_FIELDS: {"event": name, **given}})
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, _FIELDS, {}),
+        }
+        trace_id = tracing.trace_id()
+        if trace_id is not None:
+            line["trace_id"] = trace_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure(level: str, fmt: str) -> None:
+    """Send every logger's lines (uvicorn's too) to stderr in the chosen format."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--log-format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
