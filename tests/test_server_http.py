@@ -13,8 +13,11 @@ import asyncio
 import contextlib
 import inspect
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,8 +56,13 @@ async def speaking(
 
 
 @pytest.fixture(params=DIALECTS, ids=str)
-async def peer(request: pytest.FixtureRequest, server: AndonServer) -> AsyncIterator[Peer]:
-    async with speaking(server, request.param) as speaker:
+def dialect(request: pytest.FixtureRequest) -> Dialect:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def peer(dialect: Dialect, server: AndonServer) -> AsyncIterator[Peer]:
+    async with speaking(server, dialect) as speaker:
         yield speaker
 
 
@@ -457,7 +465,7 @@ async def test_a_request_that_is_not_http_leaves_the_server_up(server: AndonServ
 
 
 async def test_a_dropped_stream_resumes_after_its_last_event_id(peer: Peer) -> None:
-    params = peer.dialect.send_params("stream 20")
+    params = peer.dialect.send_params("stream 10")
     raw = await peer.open_raw("stream", params, {POLICY: "continue"})
     task = await raw.next()
     await raw.until(lambda item: item.text == "chunk 2\n")
@@ -470,7 +478,7 @@ async def test_a_dropped_stream_resumes_after_its_last_event_id(peer: Peer) -> N
     seqs = [item.seq for item in events]
     assert seqs == sorted(set(seqs)), "an event seen twice or out of order"
     assert [i.text for i in events if i.kind == "artifact-update"] == [
-        f"chunk {n}\n" for n in range(20)
+        f"chunk {n}\n" for n in range(10)
     ]
     assert [i.state for i in events if i.state in ("completed", "canceled")] == ["completed"]
     assert events[-1].state == "completed"
@@ -522,15 +530,22 @@ async def test_the_header_wins_over_the_metadata(server: AndonServer) -> None:
         assert canonical_state(task["status"]["state"]) == "completed"
 
 
-@pytest.mark.parametrize("policy", [None, "continue"])
-async def test_under_continue_a_dropped_stream_leaves_its_task_running(
-    peer: Peer, server: AndonServer, policy: str | None
-) -> None:
-    # None: the server's default, which `andon serve` sets to continue.
+async def dropped_task_completes(peer: Peer, server: AndonServer, policy: str | None) -> None:
     task_id, _ = await drop_while_working(peer, server, "sleep 0.6", policy)
     task = await peer.wait_state(task_id, "completed", "canceled")
     assert canonical_state(task["status"]["state"]) == "completed"
     assert reason_of(task) is None
+
+
+async def test_under_continue_a_dropped_stream_leaves_its_task_running(
+    peer: Peer, server: AndonServer
+) -> None:
+    await dropped_task_completes(peer, server, "continue")
+
+
+async def test_the_server_default_policy_is_continue(server: AndonServer) -> None:
+    async with speaking(server, V1) as peer:
+        await dropped_task_completes(peer, server, None)
 
 
 async def test_under_cancel_closing_after_the_stream_ended_changes_nothing(peer: Peer) -> None:
@@ -597,3 +612,116 @@ async def test_a_stream_attached_within_the_grace_keeps_the_task(server: AndonSe
         await again.drop()
         task = await peer.wait_state(task_id, "canceled")
         assert reason_of(task) == "orphaned"
+
+
+# -- ownership between principals (--auth tokens) --------------------------------------
+
+BOB, ROOT = "bob-s3cret", "root-s3cret"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AndonServer, str]]:
+    """`andon serve --auth tokens` with alice (a token from `andon token new`, kept in
+    the file as its digest only), bob (a user) and root (an admin); and alice's token."""
+    workdir = tmp_path_factory.mktemp("secured")
+    made = subprocess.run(
+        [str(Path(sys.executable).with_name("andon")), "token", "new", "alice"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    alice = made.split("token: ")[1].split()[0]
+    line = made.split("tokens file line: ")[1].strip()
+    assert alice not in line and line.startswith("alice user sha256:")
+    tokens = workdir / "tokens"
+    tokens.write_text(f"{line}\nbob user {BOB}\nroot admin {ROOT}\n")
+    with AndonServer(workdir, "--auth", "tokens", "--tokens", str(tokens)) as served:
+        yield served, alice
+
+
+async def test_a_request_without_a_good_token_is_401_and_stores_nothing(
+    secured: tuple[AndonServer, str], dialect: Dialect
+) -> None:
+    server, _ = secured
+    async with speaking(server, dialect, ROOT) as root:
+        before = (await root.result("list", {"pageSize": 1}))["totalSize"]
+    for authorization, invalid in ((None, False), ("Bearer nope", True), (f"Basic {BOB}", True)):
+        async with speaking(server, dialect) as anonymous:
+            if authorization:
+                anonymous.headers["Authorization"] = authorization
+            for op, params in (
+                ("send", dialect.send_params("echo x")),
+                ("stream", dialect.send_params("echo x")),
+                ("get", {"id": "x"}),
+                ("list", {}),
+            ):
+                reply = await anonymous.call(op, params)
+                assert reply.status == 401, reply.body
+                challenge = reply.headers["WWW-Authenticate"]
+                assert challenge.startswith("Bearer ")
+                assert ('error="invalid_token"' in challenge) is invalid
+            # Discovery stays open: the card says which scheme to use.
+            card = (await anonymous.http.get("/.well-known/agent-card.json")).json()
+            assert card["securitySchemes"]
+    async with speaking(server, dialect, ROOT) as root:
+        assert (await root.result("list", {"pageSize": 1}))["totalSize"] == before
+
+
+async def test_another_principals_task_is_not_found_on_every_method(
+    secured: tuple[AndonServer, str], dialect: Dialect
+) -> None:
+    server, alice_token = secured
+    async with (
+        speaking(server, dialect, alice_token) as alice,
+        speaking(server, dialect, BOB) as bob,
+    ):
+        running = await alice.send("sleep 30", blocking=False)
+        asking = await alice.send("ask who?")
+        assert canonical_state(asking["status"]["state"]) == "input-required"
+        for task in (running, asking):
+            for op in ("get", "cancel", "subscribe"):
+                assert_error(await bob.call(op, {"id": task["id"]}), -32001)
+            replay = await bob.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": "0"})
+            assert_error(replay, -32001)
+            answer = dialect.send_params("bob here", taskId=task["id"])
+            assert_error(await bob.call("send", answer), -32001)
+            assert_error(await bob.call("stream", answer), -32001)
+            many = await bob.result("cancel_many", {"ids": [task["id"]]})
+            assert many["results"] == [{"id": task["id"], "error": f"task {task['id']} not found"}]
+            by_context = await bob.result("cancel_many", {"contextId": task["contextId"]})
+            assert by_context["results"] == []
+            listed = await bob.result("list", {"contextId": task["contextId"]})
+            assert listed["tasks"] == [] and listed["totalSize"] == 0
+        # Untouched, and still alice's.
+        assert await alice.state(running["id"]) == "working"
+        assert await alice.state(asking["id"]) == "input-required"
+        mine = await alice.result("cancel_many", {"ids": [running["id"], asking["id"]]})
+        assert all("task" in r for r in mine["results"])
+
+
+async def test_an_admin_may_cancel_anyones_task(secured: tuple[AndonServer, str]) -> None:
+    server, alice_token = secured
+    async with (
+        speaking(server, V1, alice_token) as alice,
+        speaking(server, V1, BOB) as bob,
+        speaking(server, V1, ROOT) as root,
+    ):
+        context = new_id()
+        alices = (await alice.send("sleep 30", blocking=False, contextId=context))["id"]
+        bobs = (await bob.send("sleep 30", blocking=False, contextId=context))["id"]
+        for task_id in (alices, bobs):
+            await root.wait_state(task_id, "working")
+        # A user's cancel by context reaches only that user's tasks.
+        own = await bob.result("cancel_many", {"contextId": context})
+        assert [r["id"] for r in own["results"]] == [bobs]
+        assert await alice.state(alices) == "working"
+        listed = await root.result("list", {"contextId": context})
+        assert sorted(t["id"] for t in listed["tasks"]) == sorted([alices, bobs])
+        canceled = await root.result("cancel", {"id": alices})
+        assert canonical_state(canceled["status"]["state"]) == "canceled"
+        assert reason_of(canceled) == "user"
+        again = await alice.send("sleep 30", blocking=False, contextId=context)
+        await alice.wait_state(again["id"], "working")
+        swept = await root.result("cancel_many", {"states": ["TASK_STATE_WORKING"]})
+        assert again["id"] in {r["id"] for r in swept["results"]}
+        assert reason_of(await alice.get(again["id"])) == "operator"
