@@ -34,16 +34,39 @@ def service_settings() -> ServiceSettings:
     return ServiceSettings()
 
 
+STORES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+"""Params for a module's own `store_url` fixture that runs its tests on every backend."""
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """The store of `service` and of tests that open their own: a SQLite file.
+
+    A module whose tests must hold on every backend overrides it:
+    `@pytest.fixture(params=STORES)` returning `each_store(request)`."""
+    return str(tmp_path / "andon.sqlite")
+
+
+def each_store(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return str(request.getfixturevalue("tmp_path") / "andon.sqlite")
+
+
 @pytest.fixture
 async def service(
-    tmp_path: Path,
+    store_url: str,
     trace: Path,
     runtime_settings: RuntimeSettings,
     service_settings: ServiceSettings,
 ) -> AsyncIterator[TaskService]:
     async with open_service(
         demo_agent,
-        str(tmp_path / "andon.sqlite"),
+        store_url,
         runtime=runtime_settings,
         settings=service_settings,
     ) as svc:

@@ -29,7 +29,7 @@ from andon import (
 from andon.protocol.errors import TaskNotCancelable
 from andon.protocol.types import TaskState
 from andon.store.base import Event
-from tests.conftest import FAST_RUNTIME
+from tests.conftest import FAST_RUNTIME, STORES, each_store
 from tests.helpers import (
     USER,
     children_of,
@@ -45,10 +45,18 @@ OBSERVE = 0.35  # more than three demo steps: long enough to see work that did n
 
 
 @asynccontextmanager
-async def serving(agent: Agent, tmp_path: Path, **runtime: float) -> AsyncIterator[TaskService]:
+async def serving(
+    agent: Agent, tmp_path: Path, store_url: str, **runtime: float
+) -> AsyncIterator[TaskService]:
     settings = RuntimeSettings(workdir=tmp_path, **{**FAST_RUNTIME, **runtime})
-    async with open_service(agent, str(tmp_path / "custom.sqlite"), runtime=settings) as svc:
+    async with open_service(agent, store_url, runtime=settings) as svc:
         yield svc
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return each_store(request)
 
 
 async def start(service: TaskService, text: str, **metadata: object) -> str:
@@ -129,7 +137,7 @@ async def test_command_ignoring_sigterm_is_killed_after_the_grace(service: TaskS
     assert task.metadata["andon.stopMs"] >= FAST_RUNTIME["kill_grace"] * 1000
 
 
-async def test_cancel_closes_requests_in_flight(tmp_path: Path) -> None:
+async def test_cancel_closes_requests_in_flight(tmp_path: Path, store_url: str) -> None:
     connected = asyncio.Event()
     closed = asyncio.Event()
 
@@ -147,7 +155,7 @@ async def test_cancel_closes_requests_in_flight(tmp_path: Path) -> None:
     async def fetch(ctx: TaskContext) -> None:
         await ctx.http.get(f"http://127.0.0.1:{port}/slow")
 
-    async with server, serving(agent, tmp_path) as svc:
+    async with server, serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await asyncio.wait_for(connected.wait(), 5)
         task = await svc.cancel(task_id, USER)
@@ -164,14 +172,14 @@ def burn(seconds: float) -> int:
     return n
 
 
-async def test_cancel_stops_a_process_runner(tmp_path: Path) -> None:
+async def test_cancel_stops_a_process_runner(tmp_path: Path, store_url: str) -> None:
     agent = Agent("cpu")
 
     @agent.skill("burn")
     async def run(ctx: TaskContext) -> None:
         await ctx.run_process(burn, 300.0)
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await eventually(lambda: bool(children_of(os.getpid())), message="child started")
         (child,) = children_of(os.getpid())
@@ -180,7 +188,7 @@ async def test_cancel_stops_a_process_runner(tmp_path: Path) -> None:
         assert not process_group_alive(child)
 
 
-async def test_sync_agent_in_a_thread_stops(tmp_path: Path, trace: Path) -> None:
+async def test_sync_agent_in_a_thread_stops(tmp_path: Path, trace: Path, store_url: str) -> None:
     agent = Agent("sync")
 
     @agent.skill("loop")
@@ -194,7 +202,7 @@ async def test_sync_agent_in_a_thread_stops(tmp_path: Path, trace: Path) -> None
             write_trace(ctx.task_id, step)
             step += 1
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await wait_trace(trace, task_id, 3)
         task = await svc.cancel(task_id, USER)
@@ -207,7 +215,9 @@ async def test_sync_agent_in_a_thread_stops(tmp_path: Path, trace: Path) -> None
 # -- 2 and 8. Honest state, bounded ------------------------------------------------------
 
 
-async def test_agent_swallowing_cancellation_ends_failed_cancel_timeout(tmp_path: Path) -> None:
+async def test_agent_swallowing_cancellation_ends_failed_cancel_timeout(
+    tmp_path: Path, store_url: str
+) -> None:
     release = asyncio.Event()
     agent = Agent("stubborn")
 
@@ -219,7 +229,7 @@ async def test_agent_swallowing_cancellation_ends_failed_cancel_timeout(tmp_path
             except asyncio.CancelledError:
                 pass  # the bug under test: cancellation swallowed
 
-    async with serving(agent, tmp_path, hard_deadline=0.5) as svc:
+    async with serving(agent, tmp_path, store_url, hard_deadline=0.5) as svc:
         task_id = await start(svc, "go")
         await wait_state(svc, task_id, TaskState.WORKING)
         started = time.monotonic()
@@ -281,13 +291,13 @@ async def test_second_cancel_is_refused_and_changes_nothing(service: TaskService
 # -- 4. No lost cancel ----------------------------------------------------------------
 
 
-async def test_cancel_before_start_means_it_never_runs(tmp_path: Path, trace: Path) -> None:
+async def test_cancel_before_start_means_it_never_runs(
+    tmp_path: Path, trace: Path, store_url: str
+) -> None:
     from andon.agents.demo import agent
 
     settings = RuntimeSettings(workdir=tmp_path, **FAST_RUNTIME)
-    async with open_service(
-        agent, str(tmp_path / "one.sqlite"), runtime=settings, max_concurrent=1
-    ) as svc:
+    async with open_service(agent, store_url, runtime=settings, max_concurrent=1) as svc:
         busy = await start(svc, "sleep 30")
         await wait_trace(trace, busy, 1)
         queued = await start(svc, "sleep 0.5")
@@ -401,7 +411,9 @@ async def test_cancel_after_completion_changes_nothing(service: TaskService) -> 
 # -- graceful mode, atomic files, partial results, hooks ----------------------------------
 
 
-async def test_graceful_cancel_finishes_the_step_and_starts_no_other(tmp_path: Path) -> None:
+async def test_graceful_cancel_finishes_the_step_and_starts_no_other(
+    tmp_path: Path, store_url: str
+) -> None:
     steps_started: list[int] = []
     steps_finished: list[int] = []
     in_step = asyncio.Event()
@@ -417,7 +429,7 @@ async def test_graceful_cancel_finishes_the_step_and_starts_no_other(tmp_path: P
             steps_finished.append(step)
             await ctx.progress(f"step {step} done")
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await asyncio.wait_for(in_step.wait(), 5)
         task = await svc.cancel(task_id, USER, mode=CancelMode.GRACEFUL)
@@ -425,7 +437,9 @@ async def test_graceful_cancel_finishes_the_step_and_starts_no_other(tmp_path: P
         assert steps_started == [0] and steps_finished == [0]
 
 
-async def test_graceful_cancel_escalates_after_the_grace_period(tmp_path: Path) -> None:
+async def test_graceful_cancel_escalates_after_the_grace_period(
+    tmp_path: Path, store_url: str
+) -> None:
     agent = Agent("slow-step")
     finished = []
 
@@ -434,7 +448,7 @@ async def test_graceful_cancel_escalates_after_the_grace_period(tmp_path: Path) 
         await asyncio.sleep(30)  # one long step, never checks
         finished.append(True)
 
-    async with serving(agent, tmp_path, graceful_period=0.3) as svc:
+    async with serving(agent, tmp_path, store_url, graceful_period=0.3) as svc:
         task_id = await start(svc, "go")
         await wait_state(svc, task_id, TaskState.WORKING)
         started = time.monotonic()
@@ -444,7 +458,7 @@ async def test_graceful_cancel_escalates_after_the_grace_period(tmp_path: Path) 
         assert finished == []
 
 
-async def test_cancelled_write_file_leaves_no_file(tmp_path: Path) -> None:
+async def test_cancelled_write_file_leaves_no_file(tmp_path: Path, store_url: str) -> None:
     agent = Agent("writer")
     writing = asyncio.Event()
 
@@ -458,7 +472,7 @@ async def test_cancelled_write_file_leaves_no_file(tmp_path: Path) -> None:
     async def write(ctx: TaskContext) -> None:
         await ctx.write_file("out/report.txt", chunks())
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await asyncio.wait_for(writing.wait(), 5)
         task = await svc.cancel(task_id, USER)
@@ -467,14 +481,14 @@ async def test_cancelled_write_file_leaves_no_file(tmp_path: Path) -> None:
     assert list(out.iterdir()) == [], "a cancelled write left a file behind"
 
 
-async def test_completed_write_file_is_whole(tmp_path: Path) -> None:
+async def test_completed_write_file_is_whole(tmp_path: Path, store_url: str) -> None:
     agent = Agent("writer")
 
     @agent.skill("write")
     async def write(ctx: TaskContext) -> None:
         await ctx.write_file("report.txt", ["a", "b", "c"])
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await svc.wait(task_id, 0, 5)
         assert (await svc.get(task_id, USER)).status.state is TaskState.COMPLETED
@@ -495,7 +509,9 @@ async def test_partial_artifacts_are_kept_on_the_cancelled_task(
     assert chunks[:3] == ["chunk 0\n", "chunk 1\n", "chunk 2\n"]
 
 
-async def test_on_cancel_hooks_run_and_a_hanging_hook_is_cut_off(tmp_path: Path) -> None:
+async def test_on_cancel_hooks_run_and_a_hanging_hook_is_cut_off(
+    tmp_path: Path, store_url: str
+) -> None:
     agent = Agent("hooks")
     ran: list[str] = []
 
@@ -510,7 +526,7 @@ async def test_on_cancel_hooks_run_and_a_hanging_hook_is_cut_off(tmp_path: Path)
 
         await asyncio.sleep(30)
 
-    async with serving(agent, tmp_path, cleanup_budget=0.2) as svc:
+    async with serving(agent, tmp_path, store_url, cleanup_budget=0.2) as svc:
         task_id = await start(svc, "go")
         await wait_state(svc, task_id, TaskState.WORKING)
         started = time.monotonic()
@@ -529,6 +545,7 @@ async def test_cancel_while_waiting_for_input(service: TaskService) -> None:
 
 async def test_a_retry_reads_the_partial_artifacts_of_the_task_it_retries(
     tmp_path: Path,
+    store_url: str,
 ) -> None:
     agent = Agent("resumable")
     seen: list[list[str]] = []
@@ -542,7 +559,7 @@ async def test_a_retry_reads_the_partial_artifacts_of_the_task_it_retries(
         if ctx.retry_of is None:
             await asyncio.sleep(30)  # the first attempt is cancelled here
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         first = await start(svc, "go")
         await asyncio.wait_for(emitted.wait(), 5)
         await svc.cancel(first, USER)

@@ -19,7 +19,7 @@ from andon.protocol.errors import (
     UnsupportedOperation,
 )
 from andon.protocol.types import Task, TaskState
-from tests.conftest import FAST_RUNTIME
+from tests.conftest import FAST_RUNTIME, STORES, each_store
 from tests.helpers import USER, eventually, trace_lines, user_text, wait_state, wait_trace
 
 POLICY = "andon.contextPolicy"
@@ -61,11 +61,17 @@ def status_text(task: Task) -> str:
 
 @asynccontextmanager
 async def serving(
-    agent: Agent, tmp_path: Path, name: str = "custom.sqlite", **options: Any
+    agent: Agent, tmp_path: Path, store_url: str, **options: Any
 ) -> AsyncIterator[TaskService]:
     runtime = RuntimeSettings(workdir=tmp_path, **FAST_RUNTIME)
-    async with open_service(agent, str(tmp_path / name), runtime=runtime, **options) as svc:
+    async with open_service(agent, store_url, runtime=runtime, **options) as svc:
         yield svc
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    return each_store(request)
 
 
 # -- outcomes ---------------------------------------------------------------------------
@@ -258,7 +264,7 @@ async def test_a_task_says_when_it_was_created(service: TaskService) -> None:
     assert metadata["andon.createdAt"] <= task.status.timestamp
 
 
-async def test_a_canceling_task_lists_as_working(tmp_path: Path) -> None:
+async def test_a_canceling_task_lists_as_working(tmp_path: Path, store_url: str) -> None:
     release = asyncio.Event()
     agent = Agent("slow-cleanup")
 
@@ -270,7 +276,7 @@ async def test_a_canceling_task_lists_as_working(tmp_path: Path) -> None:
 
         await asyncio.Event().wait()
 
-    async with serving(agent, tmp_path) as svc:
+    async with serving(agent, tmp_path, store_url) as svc:
         task_id = await start(svc, "go")
         await wait_state(svc, task_id, TaskState.WORKING)
         task = await svc.cancel(task_id, USER, wait=0)
@@ -497,9 +503,9 @@ async def test_an_unknown_policy_is_invalid(service: TaskService) -> None:
 
 
 async def test_max_concurrent_queues_and_a_queued_cancel_never_runs(
-    tmp_path: Path, trace: Path
+    tmp_path: Path, trace: Path, store_url: str
 ) -> None:
-    async with serving(demo_agent, tmp_path, max_concurrent=1) as svc:
+    async with serving(demo_agent, tmp_path, store_url, max_concurrent=1) as svc:
         running = await start(svc, "sleep 30")
         await wait_trace(trace, running, 1)
         queued = await start(svc, "sleep 0.3")
@@ -524,8 +530,10 @@ async def test_max_concurrent_queues_and_a_queued_cancel_never_runs(
         assert statuses == ["submitted", "canceled"]
 
 
-async def test_tasks_over_the_limit_start_in_order(tmp_path: Path, trace: Path) -> None:
-    async with serving(demo_agent, tmp_path, max_concurrent=2) as svc:
+async def test_tasks_over_the_limit_start_in_order(
+    tmp_path: Path, trace: Path, store_url: str
+) -> None:
+    async with serving(demo_agent, tmp_path, store_url, max_concurrent=2) as svc:
         ids = [await start(svc, "sleep 0.2") for _ in range(5)]
         for task_id in ids:
             assert (await finished(svc, task_id)).status.state is TaskState.COMPLETED
@@ -542,8 +550,10 @@ async def test_tasks_over_the_limit_start_in_order(tmp_path: Path, trace: Path) 
         await eventually(lambda: svc.dispatcher.running() == [], timeout=5)
 
 
-async def test_a_task_waiting_for_its_context_takes_no_slot(tmp_path: Path, trace: Path) -> None:
-    async with serving(demo_agent, tmp_path, max_concurrent=2) as svc:
+async def test_a_task_waiting_for_its_context_takes_no_slot(
+    tmp_path: Path, trace: Path, store_url: str
+) -> None:
+    async with serving(demo_agent, tmp_path, store_url, max_concurrent=2) as svc:
         ctx = "ctx-serial"
         busy = await start(svc, "sleep 30", context_id=ctx, policy="enqueue")
         await wait_trace(trace, busy, 1)

@@ -26,10 +26,10 @@ def payload(task_id: str, seq: int, origin: str) -> str:
     return f"{task_id} {seq} {origin}"
 
 
-def parse(text: str) -> tuple[str, str]:
-    """(task id, origin) of a notification's payload."""
-    task_id, _seq, origin = text.rsplit(" ", 2)
-    return task_id, origin
+def parse(text: str) -> tuple[str, str] | None:
+    """(task id, origin) of a notification's payload; None for one andon did not send."""
+    parts = text.rsplit(" ", 2)
+    return (parts[0], parts[2]) if len(parts) == 3 else None
 
 
 class Listener:
@@ -40,8 +40,10 @@ class Listener:
         url: str,
         on_notify: Callable[[str], None],
         on_reconnect: Callable[[], None],
+        application_name: str = "andon-listener",
     ) -> None:
         self._url = url
+        self._application_name = application_name
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
         self._task: asyncio.Task[None] | None = None
@@ -63,6 +65,7 @@ class Listener:
         conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
             self._url,
             autocommit=True,
+            application_name=self._application_name,
             keepalives=1,
             keepalives_idle=5,
             keepalives_interval=2,
@@ -82,6 +85,8 @@ class Listener:
                     self._on_notify(notify.payload)
             except psycopg.OperationalError as exc:
                 log.warning("lost the connection listening for events (%s); reconnecting", exc)
+            except Exception:  # whatever it was, listening must go on
+                log.exception("listening for events failed; reconnecting")
             finally:
                 await conn.close()
             conn = await self._reconnect()
@@ -135,8 +140,6 @@ class NotifyBatcher:
     def announced(self, task_id: str) -> None:
         """A status change notified: it covers every event before it."""
         self._pending.pop(task_id, None)
-        self._recent.add(task_id)
-        self._arm()
 
     async def close(self) -> None:
         """Announce what is still pending, then stop."""

@@ -130,16 +130,24 @@ class PostgresStore(Store):
     ) -> None:
         super().__init__()
         self.url = url
-        self._origin = secrets.token_hex(4)  # this instance's own notifications are skipped
+        self.origin = secrets.token_hex(4)
+        """Names this store's notifications (its listener skips them) and sessions."""
         self._pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             min_size=min_connections,
             max_size=max_connections,
-            kwargs={"autocommit": True, "prepare_threshold": 0},
+            # The origin in the names tells this store's sessions apart in pg_stat_activity.
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 0,
+                "application_name": f"andon {self.origin}",
+            },
             open=False,
             name="andon-store",
         )
-        self._listener = pg_events.Listener(url, self._on_notify, self._on_reconnect)
+        self._listener = pg_events.Listener(
+            url, self._on_notify, self._on_reconnect, f"andon-listener {self.origin}"
+        )
         self._batcher = pg_events.NotifyBatcher(notify_window, self._announce)
         self._checks: set[asyncio.Task[None]] = set()
 
@@ -165,9 +173,9 @@ class PostgresStore(Store):
     # -- notifications ------------------------------------------------------------------
 
     def _on_notify(self, text: str) -> None:
-        task_id, origin = pg_events.parse(text)
-        if origin != self._origin:  # this process woke its own followers at commit
-            self.notifier.publish(task_id)
+        parsed = pg_events.parse(text)
+        if parsed is not None and parsed[1] != self.origin:  # ours woke followers at commit
+            self.notifier.publish(parsed[0])
 
     def _on_reconnect(self) -> None:
         self.notifier.publish_all()
@@ -178,7 +186,7 @@ class PostgresStore(Store):
         check.add_done_callback(self._checks.discard)
 
     async def _announce(self, pending: dict[str, int]) -> None:
-        payloads = [pg_events.payload(t, seq, self._origin) for t, seq in pending.items()]
+        payloads = [pg_events.payload(t, seq, self.origin) for t, seq in pending.items()]
         await self._write(lambda conn: conn.execute(ANNOUNCE, (payloads,)))
 
     # -- running statements ---------------------------------------------------------------
@@ -333,7 +341,7 @@ class PostgresStore(Store):
                 "now": now,
                 "data": json.dumps(data),
                 "final": target.terminal,
-                "origin": self._origin,
+                "origin": self.origin,
             },
             read=False,
         )
@@ -358,7 +366,7 @@ class PostgresStore(Store):
                 "kind": kind,
                 "data": json.dumps(data),
                 "now": now,
-                "origin": self._origin,
+                "origin": self.origin,
             },
             read=False,
         )
