@@ -83,6 +83,7 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self.embedded.service.shutdown(self.drain)
         await super().shutdown(sockets)
+        tracing.close()  # uvicorn ends by re-raising the signal: no atexit flush
 
 
 def serve(options: ServeOptions) -> None:

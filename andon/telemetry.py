@@ -32,6 +32,8 @@ class Telemetry(Observer):
         self.metrics.events.labels("status").inc()
         if record.state.terminal:
             self.metrics.ended.labels(record.state.value, reason_label(record.reason)).inc()
+        if record.state is TaskState.FAILED:
+            tracing.fail(record.reason or "failed")
         self._state_line(record)
 
     def _state_line(self, record: TaskRecord) -> None:

@@ -26,6 +26,7 @@ CARRIER_KEY = "andon.trace"
 that created the task."""
 
 _tracer = trace.get_tracer("andon")  # a proxy: follows a provider installed later
+_installed: list[Any] = []  # the SDK provider configure_from_env installed, to flush
 
 
 def carrier() -> dict[str, str]:
@@ -72,6 +73,11 @@ def event(name: str, attributes: Attributes | None = None, timestamp: int | None
 
 def annotate(attributes: Attributes) -> None:
     trace.get_current_span().set_attributes(attributes)
+
+
+def fail(description: str) -> None:
+    """Mark the current span failed (an attempt whose task ended `failed`)."""
+    trace.get_current_span().set_status(trace.Status(trace.StatusCode.ERROR, description))
 
 
 def link(metadata: Mapping[str, Any]) -> None:
@@ -128,4 +134,11 @@ def configure_from_env() -> bool:
         exporter = next(iter(found)).load()
         provider.add_span_processor(BatchSpanProcessor(exporter()))
     trace.set_tracer_provider(provider)
+    _installed.append(provider)
     return True
+
+
+def close() -> None:
+    """Export the spans still buffered by the provider configure_from_env installed."""
+    while _installed:
+        _installed.pop().shutdown()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -18,10 +19,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
 import andon
 from andon.agents.demo import agent as demo_agent
+from andon.logs import JSONFormatter
 from andon.protocol.types import TaskState
 from andon.server.app import ServerConfig, create_app
 from andon.service import TaskService
@@ -277,7 +280,42 @@ CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
 
-async def test_span_tree_of_a_cancelled_task(server: Server, spans: InMemorySpanExporter) -> None:
+@pytest.fixture
+def json_lines() -> Iterator[list[dict[str, Any]]]:
+    """The task log's lines, as `--log-format json` writes them."""
+    lines: list[dict[str, Any]] = []
+    formatter = JSONFormatter()
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(formatter.format(record)))
+
+    logger, handler = logging.getLogger("andon.tasks"), Keep()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def attempt_span(spans: InMemorySpanExporter, task_id: str) -> ReadableSpan:
+    def ended() -> list[ReadableSpan]:
+        return [
+            s
+            for s in spans.get_finished_spans()
+            if s.name == "andon.attempt" and (s.attributes or {}).get("andon.task_id") == task_id
+        ]
+
+    await eventually(ended, 20, message="the attempt's span ended")
+    return ended()[0]
+
+
+async def test_span_tree_of_a_cancelled_task(
+    server: Server, spans: InMemorySpanExporter, json_lines: list[dict[str, Any]]
+) -> None:
     caller = {**V1, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
     message = {"role": "ROLE_USER", "parts": [{"text": "sleep 30"}], "messageId": "m-trace"}
     body = {"message": message, "configuration": {"returnImmediately": True}}
@@ -285,15 +323,7 @@ async def test_span_tree_of_a_cancelled_task(server: Server, spans: InMemorySpan
     task_id = reply.json()["task"]["id"]
     await server.reaches(task_id, "working")
     await server.http.post(f"/tasks/{task_id}:cancel", json={}, headers=V1)
-
-    def attempt_of_task() -> list[ReadableSpan]:
-        return [
-            s
-            for s in spans.get_finished_spans()
-            if s.name == "andon.attempt" and (s.attributes or {}).get("andon.task_id") == task_id
-        ]
-
-    await eventually(attempt_of_task, 20, message="the attempt's span ended")
+    await attempt_span(spans, task_id)
     ours = [s for s in spans.get_finished_spans() if _about(s, task_id)]
     by_name = {s.name: s for s in ours}
     send_span, cancel_span, attempt = (
@@ -332,6 +362,28 @@ async def test_span_tree_of_a_cancelled_task(server: Server, spans: InMemorySpan
     assert attempt.end_time is not None and attempt.end_time >= times[-1]
     created = dict(send_span.events[0].attributes or {})
     assert (send_span.events[0].name, created["state"]) == ("state", "submitted")
+    assert attempt.status.status_code is StatusCode.UNSET  # a cancel is no error
+
+    # Log lines name the trace they were written in.
+    traces = {(line["event"], line.get("state")): line.get("trace_id") for line in json_lines}
+    assert traces[("task.state", "canceled")] == CALLER_TRACE
+    assert traces[("task.state", "submitted")] == CALLER_TRACE
+    assert traces[("task.cancel", None)] == format(cancel_span.context.trace_id, "032x")
+
+
+async def test_an_attempt_that_would_not_stop_is_a_failed_span(
+    server: Server, spans: InMemorySpanExporter
+) -> None:
+    task_id = await server.send("go", **{"andon.skill": "stubborn"})
+    await server.reaches(task_id, "working")
+    await server.cancel(task_id)
+    attempt = await attempt_span(spans, task_id)
+    assert attempt.status.status_code is StatusCode.ERROR
+    assert attempt.status.description == "cancel_timeout"
+    assert [e.name for e in attempt.events][:2] == [
+        "cancel requested",
+        "agent ignored cancellation",
+    ]
 
 
 def _about(span: ReadableSpan, task_id: str) -> bool:
@@ -371,3 +423,22 @@ def test_a_cancel_writes_one_json_line(tmp_path: Path) -> None:
     assert ours == ["submitted", "working", "canceling", "canceled"]
     canceled = next(s for s in states if s["task"] == task_id and s["state"] == "canceled")
     assert canceled["stop_ms"] >= 0 and canceled["duration_ms"] > 0
+
+
+def test_otel_variables_install_an_exporter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "andon-under-test")
+    proc, url = start(tmp_path)
+    try:
+        task_id = send(url, "echo hi")
+        wait_for(lambda: state_of(url, task_id) == "TASK_STATE_COMPLETED")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    exported = capfd.readouterr().out  # the console exporter's JSON, flushed at shutdown
+    assert '"name": "a2a.send"' in exported
+    assert '"name": "andon.attempt"' in exported
+    assert f'"andon.task_id": "{task_id}"' in exported
+    assert '"service.name": "andon-under-test"' in exported
