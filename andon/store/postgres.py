@@ -6,6 +6,13 @@ notification are written by a single UPDATE ... INSERT ... statement (data-modif
 CTEs). Statements are prepared on first use on each connection. Row locks on the task
 give each task's log its order: a write to a task waits for the previous one to commit,
 so sequence numbers have neither gaps nor duplicates across any number of processes.
+
+Appends commit without waiting for the disk (synchronous_commit off, for their own
+transaction only): a crash of the database may lose the last fraction of a second of
+chunks, never a state change, since each transition waits for the disk and with it for
+every append logged before it. Commits of the other writes wait for the disk, as the
+server is configured to (an operator may trade that away for the whole connection with
+`?options=-csynchronous_commit%3Doff` in the URL).
 """
 
 from __future__ import annotations
@@ -95,7 +102,8 @@ WITH moved AS (
     INSERT INTO andon_events (task_id, seq, kind, data, final, created_at)
     SELECT id, last_seq, %(kind)s, %(data)s::json, false, %(now)s FROM moved
 )
-SELECT last_seq{{notify}} FROM moved
+SELECT last_seq{{notify}} FROM moved,
+    (SELECT set_config('synchronous_commit', 'off', true)) AS without_waiting_for_the_disk
 """
 APPEND: Final = APPEND_TEMPLATE.format(notify="")
 APPEND_NOTIFY: Final = APPEND_TEMPLATE.format(notify=f", {NOTIFY}")
