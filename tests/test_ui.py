@@ -220,6 +220,27 @@ def test_cancel_all_running_of_a_conversation_and_the_state_filter(
     cancel_via_api(server, elsewhere.id)
 
 
+def test_one_conversation_per_context_opened_from_the_task_list(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    first = tab.send("echo in the first conversation")
+    again = tab.send("echo still the first")
+    first_context = server.client.get(first).context_id
+    assert server.client.get(again).context_id == first_context
+    tab.page.get_by_role("button", name="New conversation").click()
+    expect(tab.page.get_by_label("Message to the agent")).to_be_focused()
+    expect(tab.page.locator(".entry")).to_have_count(0)
+    other = tab.send("echo in another one")
+    assert server.client.get(other).context_id != first_context
+
+    tab.page.locator("#task-list").get_by_role("button", name="echo still the first").click()
+    expect(tab.page.locator(".entry")).to_have_count(2)
+    expect(tab.entry(again)).to_be_focused()
+    expect(tab.entry(other)).to_have_count(0)
+    assert tab.page.evaluate("location.hash") == f"#context={first_context}"
+
+
 # -- questions, reloads, dropped connections ---------------------------------------------
 
 

@@ -65,7 +65,7 @@ function report(error) {
   if (error.name === "AbortError") return;
   if (error instanceof ApiError && error.status === 401) {
     if (alertKind !== "auth") {
-      showAlert("This server needs a bearer token: enter yours above.", "auth");
+      showAlert(`This server needs a bearer token (${error.message}): enter yours above.`, "auth");
       $("token-input").focus();
     }
     return;
@@ -280,6 +280,14 @@ async function cancelConversation() {
 }
 
 function showContext(id) {
+  // Streams are for the conversation shown (a browser has few connections to spare);
+  // the tasks of the others are kept fresh by the task list.
+  for (const [taskId, controller] of followers) {
+    if (models.get(taskId).contextId !== id) {
+      controller.abort();
+      followers.delete(taskId);
+    }
+  }
   contextId = id;
   const hash = id ? `#context=${encodeURIComponent(id)}` : "#";
   if (location.hash !== hash && !(id === null && location.hash === "")) {
