@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import uuid
@@ -100,6 +101,30 @@ def canonical_state(value: str) -> str:
     (0.3 JSON): as 0.3 JSON names it."""
     name = value.removeprefix("TASK_STATE_").lower().replace("_", "-")
     return "canceled" if name == "cancelled" else name
+
+
+async def _value(read: Callable[[], Any]) -> Any:
+    got = read()
+    return await got if inspect.isawaitable(got) else got
+
+
+async def until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll `check` (a function or a coroutine function) until it gives something true."""
+    deadline = time.monotonic() + timeout
+    while not await _value(check):
+        assert time.monotonic() < deadline, f"{what}: not met within {timeout}s"
+        await asyncio.sleep(0.02)
+
+
+async def unchanged(read: Callable[[], Any], duration: float = 0.5) -> None:
+    """`read` (a function or a coroutine function) gives the same value for `duration`
+    seconds: something that should not happen did not."""
+    first = await _value(read)
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        now = await _value(read)
+        assert now == first, f"changed from {first!r} to {now!r}"
+        await asyncio.sleep(0.02)
 
 
 @dataclass(frozen=True)

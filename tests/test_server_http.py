@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from tests.live_server import (
     Reply,
     canonical_state,
     new_id,
+    unchanged,
+    until,
 )
 from tests.test_client import AndonServer
 
@@ -83,29 +84,6 @@ def assert_error(reply: Reply, code: int, status: int | None = None) -> None:
         assert error["message"]
         if isinstance(error.get("data"), list):  # A2A 1.0: google.rpc typed details
             assert error["data"][0]["reason"] == reason
-
-
-async def unchanged(read: Callable[[], Any], duration: float = 0.5) -> None:
-    """`read` (a function or a coroutine function) gives the same value for `duration`
-    seconds: something that should not happen did not."""
-
-    async def value() -> Any:
-        got = read()
-        return await got if inspect.isawaitable(got) else got
-
-    first = await value()
-    end = time.monotonic() + duration
-    while time.monotonic() < end:
-        now = await value()
-        assert now == first, f"changed from {first!r} to {now!r}"
-        await asyncio.sleep(0.02)
-
-
-async def until(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not met within {timeout}s"
-        await asyncio.sleep(0.02)
 
 
 async def stored_tasks(server: AndonServer) -> int:
@@ -678,6 +656,8 @@ async def test_another_principals_task_is_not_found_on_every_method(
         running = await alice.send("sleep 30", blocking=False)
         asking = await alice.send("ask who?")
         assert canonical_state(asking["status"]["state"]) == "input-required"
+        asked = await event_log(alice, asking["id"])
+        bobs = (await bob.result("list", {}))["totalSize"]
         for task in (running, asking):
             for op in ("get", "cancel", "subscribe"):
                 assert_error(await bob.call(op, {"id": task["id"]}), -32001)
@@ -695,6 +675,8 @@ async def test_another_principals_task_is_not_found_on_every_method(
         # Untouched, and still alice's.
         assert await alice.state(running["id"]) == "working"
         assert await alice.state(asking["id"]) == "input-required"
+        assert await event_log(alice, asking["id"]) == asked  # bob's answer went nowhere
+        assert (await bob.result("list", {}))["totalSize"] == bobs  # and stored nothing
         mine = await alice.result("cancel_many", {"ids": [running["id"], asking["id"]]})
         assert all("task" in r for r in mine["results"])
 
