@@ -28,8 +28,10 @@ lint: $(STAMP)
 test: $(STAMP) services lint
 	$(BIN)/pytest -q
 
+# andon side by side with a2a-sdk and Bindu (creates their venvs under bench/.venvs on
+# first use) and writes docs/BENCHMARKS.md's comparison section; see bench/compare.py.
 bench: $(STAMP)
-	$(BIN)/python bench/cancel.py
+	$(BIN)/python -m bench.compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

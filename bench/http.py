@@ -17,15 +17,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from bench.peers.launch import free_port, start, stop
+from bench.rawhttp import Connection, build_request
 from bench.stats import row, summary_ms
 
 HEADERS = {"content-type": "application/json", "A2A-Version": "1.0"}
@@ -45,57 +44,14 @@ def message(text: str) -> dict[str, object]:
     }
 
 
-def start_server(port: int, workdir: str) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "andon",
-        "serve",
-        "--port",
-        str(port),
-        "--db",
-        f"{workdir}/bench.db",
-        "--log-level",
-        "warning",
-    ]
-    if Path("/usr/bin/taskset").exists():
-        cmd = ["taskset", "-c", "0", *cmd]
-    proc = subprocess.Popen(cmd, cwd=workdir)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/.well-known/agent-card.json", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def raw_round_trips(port: int, n: int) -> list[float]:
     body = json.dumps(rpc("SendMessage", message("echo hi"))).encode()
-    request = (
-        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"A2A-Version: 1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    )
+    request = build_request("/", body, HEADERS)
     latencies = []
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        stream = sock.makefile("rb")
+    with Connection(port) as conn:
         for _ in range(n):
             t0 = time.perf_counter()
-            sock.sendall(request)
-            length = 0
-            while (line := stream.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            reply = stream.read(length)
+            reply = conn.exchange(request)
             latencies.append(time.perf_counter() - t0)
             assert b"TASK_STATE_COMPLETED" in reply, reply[:200]
     return latencies
@@ -141,7 +97,8 @@ def main() -> None:
         os.sched_setaffinity(0, {1})
     with tempfile.TemporaryDirectory() as workdir:
         port = free_port()
-        server = start_server(port, workdir)
+        options = ["--db", f"{workdir}/bench.db", "--log-level", "warning"]
+        server = start("andon", port, f"{workdir}/trace", cpus="0", args=options)
         url = f"http://127.0.0.1:{port}/"
         try:
             raw_round_trips(port, 200)  # warm-up
@@ -166,8 +123,7 @@ def main() -> None:
             rps = 1000 / summary_ms(raw)["p50"]
             print(f"\necho, one connection, raw socket: {rps:.0f} requests/s at the median")
         finally:
-            server.terminate()
-            server.wait(30)
+            stop(server)
 
 
 if __name__ == "__main__":

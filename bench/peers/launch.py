@@ -1,4 +1,4 @@
-"""Start and stop the peer servers of the side-by-side benchmark.
+"""Start and stop the servers of the side-by-side benchmark: andon and its peers.
 
     from bench.peers.launch import start, stop
     proc = start("bindu", 8002, "/tmp/trace")   # returns once the agent card answers
@@ -7,12 +7,13 @@
 
     python bench/peers/launch.py a2a-sdk --port 8001 --trace /tmp/trace   # by hand
 
-`start` makes sure the peer's virtual environment exists (bench/peers/setup_envs.py),
-runs the peer's server in it, in a session of its own, on 127.0.0.1:<port> with
-ANDON_DEMO_TRACE=<trace_path>, and polls the agent card until it answers or the
-deadline passes. `stop` ends the whole process group (SIGTERM, a grace period, then
-SIGKILL), which also ends any `shell` child a cancel left behind. Standard library
-only, so any interpreter can drive it.
+`start` makes sure a peer's virtual environment exists (bench/peers/setup_envs.py)
+and runs the peer's server in it (andon runs as `python -m andon serve` with the
+interpreter running this module, whose environment must have andon installed), in a
+session of its own, on 127.0.0.1:<port> with ANDON_DEMO_TRACE=<trace_path>, and polls
+the agent card until it answers or the deadline passes. `stop` ends the whole process
+group (SIGTERM, a grace period, then SIGKILL), which also ends any `shell` child a
+cancel left behind. Standard library only, so any interpreter can drive it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -42,18 +44,27 @@ LOGS = HERE.parent / ".venvs" / "logs"
 @dataclass(frozen=True)
 class Peer:
     name: str
-    script: Path
+    script: Path | None  # None: andon itself
     card_path: str
     rpc_path: str
     protocol: str  # what the JSON-RPC endpoint speaks, for the harness's client
 
 
 PEERS = {
+    "andon": Peer("andon", None, "/.well-known/agent-card.json", "/", "1.0+0.3"),
     "a2a-sdk": Peer(
         "a2a-sdk", HERE / "a2a_sdk_server.py", "/.well-known/agent-card.json", "/", "1.0+0.3"
     ),
     "bindu": Peer("bindu", HERE / "bindu_server.py", "/.well-known/agent.json", "/", "0.3"),
 }
+
+
+def command(peer: str, port: int, args: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The server's command line; `args` are extra options of that server."""
+    spec = PEERS[peer]
+    if spec.script is None:
+        return [sys.executable, "-m", "andon", "serve", "--port", str(port), *args]
+    return [str(setup_envs.ensure(peer)), str(spec.script), "--port", str(port), *args]
 
 
 def card_url(peer: str, port: int) -> str:
@@ -79,23 +90,23 @@ def start(
     log_path: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
     cpus: str | None = None,
+    args: list[str] | tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """Start `peer` on 127.0.0.1:`port` and wait until its agent card answers.
 
-    `cpus` (e.g. "0") pins the server with `taskset -c`. The server's output goes to
-    `log_path` (default bench/.venvs/logs/<peer>-<port>.log); `proc.log_path` says
-    where. Raises RuntimeError if the server exits, TimeoutError past `deadline`
-    seconds (first start of Bindu takes ~5 s: it imports a lot and makes DID keys).
+    `cpus` (e.g. "0") pins the server with `taskset -c`; `args` are passed on to it.
+    The server's output goes to `log_path` (default
+    bench/.venvs/logs/<peer>-<port>.log); `proc.log_path` says where. Raises
+    RuntimeError if the server exits, TimeoutError past `deadline` seconds (first start
+    of Bindu takes ~5 s: it imports a lot and makes DID keys).
     """
-    spec = PEERS[peer]
-    python = setup_envs.ensure(peer)
+    argv = command(peer, port, args)
     log = Path(log_path) if log_path else LOGS / f"{peer}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, **(env or {})}
     child_env["ANDON_DEMO_TRACE"] = os.path.abspath(trace_path)
     child_env["PYTHONUNBUFFERED"] = "1"
     child_env.pop("PYTHONPATH", None)  # the peer's venv only, never andon's
-    argv = [str(python), str(spec.script), "--port", str(port)]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]
     with open(log, "ab") as out:

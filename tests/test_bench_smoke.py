@@ -1,0 +1,71 @@
+"""The side-by-side benchmark still runs: `bench.compare --quick` against andon alone.
+
+Nothing here is timed; it checks that every measurement produced its figures, that the
+comparison section replaced nothing else in the file, and the behaviour andon promises
+(every cancelled or dropped task ends `canceled`, with no work after it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.report import BEGIN, END
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("sleep", "spin", "shell")
+
+
+def test_quick_compare_against_andon(tmp_path: Path) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## In process\n\nkeep this\n")
+    figures = tmp_path / "figures.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.compare",
+            "--quick",
+            "--servers",
+            "andon",
+            "--out",
+            str(out),
+            "--json",
+            str(figures),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    record = json.loads(figures.read_text())
+    (rounds,) = record["results"]["andon"]
+    for key in (
+        "echo_raw.p50",
+        "echo_httpx.p99",
+        "stream.final_ms",
+        "cancel.p99",
+        "crowd.peak_mib",
+        "crowd.cancel_all_s",
+        "memory.after_mib",
+    ):
+        assert isinstance(rounds[key], float), key
+    crowd = record["machine"]["config"]["crowd"]
+    assert rounds["crowd.admitted"] == rounds["crowd.cancels_answered"] == crowd
+    assert rounds["crowd.lines_after"] == 0
+    for kind in KINDS:
+        assert rounds[f"kill.{kind}.answer"] == "canceled"
+        assert rounds[f"kill.{kind}.state_after"] == "canceled"
+        assert rounds[f"kill.{kind}.lines_after"] == 0
+        assert rounds[f"drop.{kind}.state_after"] == "canceled"
+        assert rounds[f"drop.{kind}.lines_after"] == 0
+        assert rounds[f"drop.{kind}.stop_ms"] is not None
+    assert rounds["kill.shell.survivors"] == rounds["drop.shell.survivors"] == 0
+
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\n## In process\n\nkeep this\n")
+    assert text.count(BEGIN) == text.count(END) == 1
+    assert "| measurement | andon |" in text
+    assert "andon against the targets of issue 8" in text
