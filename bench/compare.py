@@ -81,7 +81,7 @@ class Config:
     cancels: int = 30  # cancel calls per round
     work_seconds: float = 3.0  # length of each sleep/spin/shell task cancelled
     crowd: int = 1000  # concurrent streaming tasks
-    crowd_deadline: float = 60.0  # seconds allowed for each step of the crowd
+    crowd_deadline: float = 30.0  # seconds allowed for each step of the crowd
     crowd_settle: float = 2.0  # seconds the whole crowd streams before the cancels
     memory_tasks: int = 5000
     connections: int = 8  # concurrent connections of the crowd's cancels, the memory run
@@ -443,6 +443,7 @@ class Crowd:
     admitted: dict[int, str] = dataclasses.field(default_factory=dict)  # stream → task id
     ended: set[int] = dataclasses.field(default_factory=set)
     all_admitted: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    events: int = 0  # received by all streams
 
 
 async def crowd_member(server: Server, index: int, crowd: Crowd, size: int, text: str) -> None:
@@ -450,6 +451,7 @@ async def crowd_member(server: Server, index: int, crowd: Crowd, size: int, text
     try:
         request = encode(server.dialect, server.dialect.stream(text, new_id()))
         async for data in conn.events(request):
+            crowd.events += 1
             task_id, state = server.dialect.event(json.loads(data))
             if index not in crowd.admitted and task_id:
                 crowd.admitted[index] = task_id
@@ -465,10 +467,10 @@ async def crowd_member(server: Server, index: int, crowd: Crowd, size: int, text
 
 
 async def cancel_all(
-    server: Server, task_ids: list[str], connections: int, answered: list[str]
+    server: Server, task_ids: list[str], connections: int, answered: dict[str, int]
 ) -> None:
-    """Cancel every task over `connections` keep-alive connections; each task whose
-    cancel was answered (even with an error) is appended to `answered`."""
+    """Cancel every task over `connections` keep-alive connections; `answered` gets
+    the monotonic ns at which each cancel was answered (even with an error)."""
     queue = list(task_ids)
 
     async def worker() -> None:
@@ -478,7 +480,7 @@ async def cancel_all(
                 task_id = queue.pop()
                 with contextlib.suppress(HTTPError):
                     await conn.exchange(encode(server.dialect, server.dialect.cancel(task_id)))
-                answered.append(task_id)
+                answered[task_id] = time.monotonic_ns()
         finally:
             conn.close()
 
@@ -502,8 +504,19 @@ async def until(deadline: float, condition: Callable[[], bool]) -> bool:
     return True
 
 
+def trace_index(path: Path) -> dict[str, list[int]]:
+    """Every task's trace times, from one read of the file."""
+    index: dict[str, list[int]] = {}
+    with contextlib.suppress(FileNotFoundError), path.open() as lines:
+        for line in lines:
+            task_id, _, ns = line.split()
+            index.setdefault(task_id, []).append(int(ns))
+    return index
+
+
 async def crowd_group(server: Server, cfg: Config) -> JSON:
-    """`cfg.crowd` concurrent streams of long `sleep` tasks; peak RSS, then cancel all."""
+    """`cfg.crowd` concurrent streams of long `sleep` tasks (a progress event every
+    0.1 s each); peak RSS, events delivered, then cancel them all."""
     size = cfg.crowd
     before = procs.tree_rss(server.pid)
     crowd = Crowd()
@@ -515,31 +528,38 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
         ]
         await within(cfg.crowd_deadline, crowd.all_admitted.wait())
         admit_s = time.perf_counter() - t0
+        events_then = crowd.events
         await asyncio.sleep(cfg.crowd_settle)  # every admitted task streaming progress
+        events_per_s = (crowd.events - events_then) / cfg.crowd_settle
         task_ids = list(crowd.admitted.values())
         t0 = time.perf_counter()
-        answered: list[str] = []
+        answered: dict[str, int] = {}
         done = await within(
             cfg.crowd_deadline, cancel_all(server, task_ids, cfg.connections, answered)
         )
         cancel_s = time.perf_counter() - t0 if done else None
-        all_answered_ns = time.monotonic_ns()
-        ended = await until(cfg.crowd_deadline, lambda: crowd.ended >= set(crowd.admitted))
+        # Streams end with their tasks: worth waiting for only once all are cancelled.
+        ended = done and await until(
+            cfg.crowd_deadline, lambda: crowd.ended >= crowd.admitted.keys()
+        )
         ended_s = time.perf_counter() - t0 if ended else None
         await asyncio.sleep(1.0)
     for member in members:
         member.cancel()
     await asyncio.gather(*members, return_exceptions=True)
+    traces = trace_index(server.trace)
     lines_after = sum(
-        1 for task_id in task_ids for t in trace_times(server.trace, task_id) if t > all_answered_ns
+        1 for task_id, at in answered.items() for t in traces.get(task_id, ()) if t > at
     )
     return {
         "crowd.admitted": len(task_ids),
         "crowd.admit_s": admit_s,
+        "crowd.events_per_s": events_per_s,
         "crowd.rss_before_mib": before / MIB,
         "crowd.peak_mib": sampler.peak / MIB,
         "crowd.cancel_all_s": cancel_s,
         "crowd.cancels_answered": len(answered),
+        "crowd.cancels_per_s": len(answered) / (cancel_s or cfg.crowd_deadline),
         "crowd.streams_ended_s": ended_s,
         "crowd.lines_after": lines_after,
     }

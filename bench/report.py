@@ -104,6 +104,7 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                     f"streams admitted : first event within {cfg['crowd_deadline']:g} s",
                 ),
                 Row("crowd.admit_s", "time until all admitted, or the deadline", "s"),
+                Row("crowd.events_per_s", "events received, all streams together", "/s"),
                 Row("crowd.rss_before_mib", "server RSS before", "MiB"),
                 Row("crowd.peak_mib", "server RSS, peak", "MiB"),
                 Row(
@@ -112,8 +113,9 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                     "s",
                 ),
                 Row("crowd.cancels_answered", "cancel calls answered"),
+                Row("crowd.cancels_per_s", "cancel calls answered per second", "/s"),
                 Row("crowd.streams_ended_s", "until every admitted stream ended", "s"),
-                Row("crowd.lines_after", "work lines in the second after the last cancel answer"),
+                Row("crowd.lines_after", "work lines after a task's cancel answer, all tasks"),
             ],
         ),
         (
