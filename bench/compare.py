@@ -741,6 +741,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _command(args: list[str]) -> str:
+    """The command line as documented: without --note (the note is shown on its own)."""
+    args = [a for i, a in enumerate(args) if a != "--note" and (i == 0 or args[i - 1] != "--note")]
+    args = [a for a in args if not a.startswith("--note=")]
     if not args:
         return "make bench   # = .venv/bin/python -m bench.compare"
     return " ".join([".venv/bin/python -m bench.compare", *args])
