@@ -124,7 +124,7 @@ class TaskService:
             for task_id in await self.store.submitted_ids():
                 record = await self.store.get_task(task_id)
                 if record is not None:
-                    await self.dispatcher.dispatch(task_id, record.context_id)
+                    await self.dispatcher.dispatch(task_id, conversation(record))
 
     async def shutdown(self, drain: float = 0.0) -> None:
         """Stop taking tasks, let running ones finish for `drain` seconds, then cancel
@@ -196,9 +196,9 @@ class TaskService:
             message.dump(),
         )
         if policy is ContextPolicy.PARALLEL or named_context is None:
-            await self.dispatcher.dispatch(task_id, context_id)
+            await self.dispatcher.dispatch(task_id, conversation(record))
             return record
-        others = [t for t in await self._unfinished_in(context_id) if t.id != task_id]
+        others = [t for t in await self._unfinished_in(record) if t.id != task_id]
         if policy is ContextPolicy.REJECT and others:
             rejected = await self.store.transition(
                 task_id,
@@ -212,12 +212,18 @@ class TaskService:
             await asyncio.gather(
                 *(self._cancel_quietly(t.id, CancelReason.SUPERSEDED) for t in others)
             )
-        await self.dispatcher.dispatch(task_id, context_id, serial=policy is ContextPolicy.ENQUEUE)
+        await self.dispatcher.dispatch(
+            task_id, conversation(record), serial=policy is ContextPolicy.ENQUEUE
+        )
         return record
 
-    async def _unfinished_in(self, context_id: str) -> list[TaskRecord]:
+    async def _unfinished_in(self, record: TaskRecord) -> list[TaskRecord]:
+        """The unfinished tasks of the record's conversation: its owner's, in its context."""
         page = await self.store.list_tasks(
-            context_id=context_id, states=UNFINISHED_STATES, page_size=1000
+            owner=record.owner,
+            context_id=record.context_id,
+            states=UNFINISHED_STATES,
+            page_size=1000,
         )
         return page.tasks
 
@@ -509,6 +515,12 @@ def present(event: Event) -> Event:
         data = {**event.data, "state": event.data.get("priorState", "working"), "canceling": True}
         return Event(event.task_id, event.seq, event.kind, data, event.final, event.created_at)
     return event
+
+
+def conversation(record: TaskRecord) -> str:
+    """The key a context policy orders and interrupts by: a context id is the client's
+    word, so one principal naming another's context must not reach that one's tasks."""
+    return f"{record.owner}\x00{record.context_id}"
 
 
 def task_view(record: TaskRecord, events: list[Event], history_length: int | None = None) -> Task:

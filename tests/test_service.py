@@ -458,6 +458,21 @@ async def test_interrupt_cancels_the_older_task_as_superseded(
     assert max(ns for _, ns in old_steps) < min(ns for _, ns in new_steps)
 
 
+async def test_a_context_policy_reaches_only_its_own_principals_tasks(
+    service: TaskService, trace: Path
+) -> None:
+    ctx = "ctx-shared-name"
+    users = await start(service, "sleep 30", context_id=ctx)
+    await wait_trace(trace, users, 1)
+    # Another principal naming the same context id neither interrupts, nor is rejected
+    # by, nor waits behind the first one's task.
+    for policy in ("interrupt", "reject", "enqueue"):
+        theirs = await start(service, "echo mine", context_id=ctx, principal=MALLORY, policy=policy)
+        assert (await finished(service, theirs)).status.state is TaskState.COMPLETED
+    assert (await service.get(users, USER)).status.state is TaskState.WORKING
+    await service.cancel(users, USER)
+
+
 async def test_interrupt_with_nothing_running_just_runs(service: TaskService) -> None:
     task_id = await start(service, "echo alone", context_id="ctx-quiet", policy="interrupt")
     assert (await finished(service, task_id)).status.state is TaskState.COMPLETED

@@ -25,9 +25,10 @@ class Dispatcher(abc.ABC):
         """Stop taking new attempts (running ones are ended by the service first)."""
 
     @abc.abstractmethod
-    async def dispatch(self, task_id: str, context_id: str, *, serial: bool = False) -> None:
-        """Queue the task to start. `serial`: start only after the context's earlier
-        serial tasks have ended (the `enqueue` context policy)."""
+    async def dispatch(self, task_id: str, conversation: str, *, serial: bool = False) -> None:
+        """Queue the task to start. `serial`: start only after the earlier tasks of its
+        `conversation` (its owner's context, see `service.conversation`) have ended
+        (the `enqueue` context policy)."""
 
     @abc.abstractmethod
     async def cancel(self, task_id: str, epoch: int | None, reason: str, mode: CancelMode) -> None:

@@ -25,7 +25,7 @@ class LocalDispatcher(Dispatcher):
         self._parked: set[asyncio.Task[None]] = set()
         self._ended: dict[str, asyncio.Future[None]] = {}
         """Every dispatched task until its attempt is over, for `serial` successors."""
-        self._contexts: dict[str, list[str]] = {}
+        self._conversations: dict[str, list[str]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._paused = False
         self._idle = asyncio.Event()
@@ -49,14 +49,14 @@ class LocalDispatcher(Dispatcher):
             if stuck:
                 log.error("%d attempt(s) still running at stop", len(stuck))
 
-    async def dispatch(self, task_id: str, context_id: str, *, serial: bool = False) -> None:
-        earlier = [self._ended[t] for t in self._contexts.get(context_id, ())]
+    async def dispatch(self, task_id: str, conversation: str, *, serial: bool = False) -> None:
+        earlier = [self._ended[t] for t in self._conversations.get(conversation, ())]
         ended = asyncio.get_running_loop().create_future()
         self._ended[task_id] = ended
-        self._contexts.setdefault(context_id, []).append(task_id)
-        ended.add_done_callback(lambda _: self._forget(task_id, context_id))
+        self._conversations.setdefault(conversation, []).append(task_id)
+        ended.add_done_callback(lambda _: self._forget(task_id, conversation))
         if serial and earlier:
-            # Parked outside the queue: a task waiting for its context holds no slot.
+            # Parked outside the queue: a task waiting for its conversation holds no slot.
             parked = asyncio.create_task(self._after(earlier, task_id))
             self._parked.add(parked)
             parked.add_done_callback(self._parked.discard)
@@ -71,13 +71,13 @@ class LocalDispatcher(Dispatcher):
         self._queue.append(task_id)
         self._wakeup.set()
 
-    def _forget(self, task_id: str, context_id: str) -> None:
+    def _forget(self, task_id: str, conversation: str) -> None:
         self._ended.pop(task_id, None)
-        siblings = self._contexts.get(context_id)
+        siblings = self._conversations.get(conversation)
         if siblings is not None:
             siblings.remove(task_id)
             if not siblings:
-                del self._contexts[context_id]
+                del self._conversations[conversation]
 
     async def _feed(self) -> None:
         while True:
