@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -168,7 +169,7 @@ async def running(name: str, tmp: Path, cfg: Config, pin: bool) -> AsyncIterator
     finally:
         if server.control is not None:
             server.control.close()
-        await asyncio.to_thread(launch.stop, proc)
+        launch.stop(proc)  # blocking on purpose: it must run even when cancelled
 
 
 # --- what the work left behind ----------------------------------------------------
@@ -329,8 +330,12 @@ async def cancel_latency(server: Server, seconds: float) -> float:
 async def round_trips(server: Server, cfg: Config) -> JSON:
     out: JSON = {}
     echo_raw(server, cfg.warmup)
+    cpu = procs.cpu_seconds(server.pid)
     raw, wall = echo_raw(server, cfg.echo)
+    cpu = procs.cpu_seconds(server.pid) - cpu
     out |= latency_figures("echo_raw", raw) | {"echo_raw.rps": len(raw) / wall}
+    # What the server spent, whatever else ran on its CPU: robust to a busy machine.
+    out["echo_raw.cpu_ms"] = cpu / len(raw) * 1000
     via, wall = await echo_httpx(server, cfg.echo_httpx)
     out |= latency_figures("echo_httpx", via) | {"echo_httpx.rps": len(via) / wall}
     timings = [await stream_timing(server, "sleep 1") for _ in range(cfg.stream_samples)]
@@ -712,6 +717,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown or not servers:
         parser.error(f"unknown servers {sorted(unknown)}; choose from {', '.join(SERVERS)}")
     raise_fd_limit()
+    # SIGTERM unwinds like Ctrl+C, so that every server started is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     for name in servers:
         if name != "andon":
             setup_envs.ensure(name)

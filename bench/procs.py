@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 PROC = Path("/proc")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -44,6 +45,16 @@ def rss_bytes(pid: int) -> int:
 def tree_rss(pid: int) -> int:
     """Summed resident set size of a process and its descendants, in bytes."""
     return sum(rss_bytes(p) for p in tree(pid))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time used so far by a process and its live descendants."""
+    ticks = 0
+    for p in tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (PROC / str(p) / "stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLOCK_TICKS
 
 
 def matching(needle: str) -> list[int]:

@@ -79,6 +79,7 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                 Row("echo_raw.p50", f"`echo` → completed, raw socket, median, n={n}", "ms"),
                 Row("echo_raw.p99", "`echo` → completed, raw socket, p99", "ms"),
                 Row("echo_raw.rps", "`echo` → completed, raw socket, one connection", "/s"),
+                Row("echo_raw.cpu_ms", "`echo` → completed, server CPU time per request", "ms"),
                 Row(
                     "echo_httpx.p50",
                     f"`echo` → completed, httpx, median , n={cfg['echo_httpx']}",
