@@ -59,8 +59,9 @@ def test_quick_compare_against_andon(tmp_path: Path) -> None:
         assert rounds[f"kill.{kind}.answer"] == "canceled"
         assert rounds[f"kill.{kind}.state_after"] == "canceled"
         assert rounds[f"kill.{kind}.lines_after"] == 0
+        # A step may still land between the drop and the server noticing it, so the
+        # lines after a drop are a figure, not an invariant; the ending is.
         assert rounds[f"drop.{kind}.state_after"] == "canceled"
-        assert rounds[f"drop.{kind}.lines_after"] == 0
         assert rounds[f"drop.{kind}.stop_ms"] is not None
     assert rounds["kill.shell.survivors"] == rounds["drop.shell.survivors"] == 0
 
