@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -77,8 +79,9 @@ async def service(
 def postgres_database() -> Iterator[str]:
     """A database of this test session's own (random name), dropped at its end: parallel
     runs never share one. Yields its URL; tests use `postgres_url`."""
-    name = f"andon_test_{secrets.token_hex(6)}"
+    name = f"andon_test_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+        drop_databases_of_dead_sessions(admin)
         admin.execute(f"CREATE DATABASE {name}")
         # Tests never crash the server: commits need not wait for the disk, which the
         # parallel suites of a shared machine keep busy.
@@ -88,6 +91,17 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def drop_databases_of_dead_sessions(admin: psycopg.Connection[Any]) -> None:
+    """A session killed before its end leaves its database: the name holds the pid of
+    its pytest process, gone by now (every session runs on this machine)."""
+    rows = admin.execute(
+        "SELECT datname FROM pg_database WHERE datname ~ '^andon_test_[0-9]+_[0-9a-f]+$'"
+    ).fetchall()
+    for (stale,) in rows:
+        if not Path(f"/proc/{stale.split('_')[2]}").exists():
+            admin.execute(f"DROP DATABASE IF EXISTS {stale} WITH (FORCE)")
 
 
 @pytest.fixture
