@@ -71,8 +71,10 @@ REST_ROUTES: dict[str, tuple[str, str]] = {
 EXTENDED_CARD_ROUTES = {"1.0": "/extendedAgentCard", "0.3": "/v1/card"}
 STREAMING = frozenset({"stream", "subscribe"})
 
-# A2A 1.0 section 5.4 (and JSON-RPC 2.0): each error's google.rpc.ErrorInfo reason and
-# HTTP status on the HTTP+JSON binding. The JSON-RPC errors' reasons are andon's names.
+# Each error's google.rpc.ErrorInfo reason and HTTP status on the HTTP+JSON binding, as
+# the A2A TCK (branch 1.0-dev, docs/CONFORMANCE.md) checks them. The text of the
+# specification's section 5.4 at tag v1.0.1 differs in three: 400 for -32002 and
+# -32005, 500 for -32006. The JSON-RPC errors' reasons are andon's names.
 ERRORS: dict[int, tuple[str, int]] = {
     -32700: ("JSON_PARSE", 400),
     -32600: ("INVALID_REQUEST", 400),

@@ -398,6 +398,10 @@ async def raw_exchange(port: int, head: bytes, body: list[bytes]) -> tuple[int, 
             await writer.wait_closed()
 
 
+# The limit is the binding's, whatever the version: one of each, in either version.
+@pytest.mark.parametrize(
+    "dialect", [Dialect("1.0", "jsonrpc"), Dialect("0.3", "rest")], ids=str, indirect=True
+)
 async def test_a_body_over_the_size_limit_is_refused_with_413(
     peer: Peer, server: AndonServer
 ) -> None:
