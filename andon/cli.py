@@ -34,7 +34,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     db: Annotated[
-        str, typer.Option(help="Store: a SQLite file path or sqlite:///path")
+        str,
+        typer.Option(help="Store: a SQLite file (embedded mode) or postgresql://... (distributed)"),
     ] = "andon.db",
     on_disconnect: Annotated[
         str,
@@ -59,22 +60,49 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     log_format: Annotated[str, typer.Option(help="text, or json (one object a line)")] = "text",
+    workers: Annotated[
+        int,
+        typer.Option(help="Distributed: start N `andon worker` processes to run the tasks"),
+    ] = 0,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Distributed: run no tasks here, serve the API only")
+    ] = False,
+    lease: Annotated[
+        float, typer.Option(help="Distributed: seconds a lost worker's tasks wait to be failed")
+    ] = 30.0,
 ) -> None:
-    """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE) with the embedded store."""
+    """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE).
+
+    With a SQLite file, everything runs in this process. With --db postgresql://...,
+    this is one of any number of API processes sharing the database, running tasks
+    itself unless --workers or --no-worker leave them to `andon worker` processes.
+    """
+    from andon.dispatch.queue import QueueSettings
     from andon.logs import configure as configure_logging
+    from andon.node import is_distributed
     from andon.runtime.supervisor import RuntimeSettings
     from andon.serve import ServeOptions, is_loopback, load_agent
     from andon.serve import serve as run
     from andon.service import ServiceSettings
+    from andon.worker import WorkerProcesses
 
     try:
         configure_logging(log_level, log_format)
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
         served = load_agent(agent)
+        if (workers or no_worker) and not is_distributed(db):
+            raise ValueError("--workers and --no-worker need a postgresql:// database (--db)")
+        if workers and no_worker:
+            raise ValueError("--workers and --no-worker exclude each other")
     except Exception as exc:  # a usage error: one line, no traceback
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    worker_argv = [
+        agent,
+        *("--db", db, "--concurrency", str(max_concurrent), "--drain", str(drain)),
+        *("--lease", str(lease), "--log-level", log_level, "--log-format", log_format),
+    ]
     if token_auth is None and not is_loopback(host):
         err.print(
             f"[bold red]WARNING: serving on {host} without authentication: anyone who can "
@@ -96,6 +124,56 @@ def serve(
             service=ServiceSettings(cancel_wait=cancel_wait),
             runtime=RuntimeSettings(),
             log_level=log_level,
+            worker=not (workers or no_worker),
+            queue=QueueSettings(lease=lease),
+            worker_processes=WorkerProcesses(workers, worker_argv, drain) if workers else None,
+        )
+    )
+
+
+@app.command()
+def worker(
+    agent: Annotated[
+        str, typer.Argument(help="MODULE:AGENT to run (default: the demo agent)")
+    ] = "andon.agents.demo:agent",
+    db: Annotated[str, typer.Option(help="The shared database: postgresql://...")] = "",
+    concurrency: Annotated[int, typer.Option(help="Tasks running at once")] = 64,
+    drain: Annotated[
+        float, typer.Option(help="On SIGTERM, seconds running tasks get before cancel")
+    ] = 30.0,
+    lease: Annotated[
+        float, typer.Option(help="Seconds this worker's tasks outlive it if it is lost")
+    ] = 30.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_format: Annotated[str, typer.Option(help="text, or json (one object a line)")] = "text",
+) -> None:
+    """Run tasks of a distributed andon: take them from the database's queue, run them,
+    stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
+    from andon.dispatch.queue import QueueSettings
+    from andon.logs import configure as configure_logging
+    from andon.node import is_distributed
+    from andon.runtime.supervisor import RuntimeSettings
+    from andon.serve import load_agent
+    from andon.service import ServiceSettings
+    from andon.worker import WorkerOptions, work
+
+    try:
+        configure_logging(log_level, log_format)
+        if not is_distributed(db):
+            raise ValueError("--db must name the shared PostgreSQL database: postgresql://...")
+        served = load_agent(agent)
+    except Exception as exc:  # a usage error: one line, no traceback
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    work(
+        WorkerOptions(
+            agent=served,
+            db=db,
+            concurrency=concurrency,
+            drain=drain,
+            queue=QueueSettings(lease=lease),
+            service=ServiceSettings(),
+            runtime=RuntimeSettings(),
         )
     )
 
@@ -135,7 +213,8 @@ def db_upgrade(
 
     import psycopg
 
-    from andon.store.pg_schema import redact, upgrade
+    from andon.database import upgrade
+    from andon.store.pg_schema import redact
 
     try:
         applied = asyncio.run(upgrade(db))

@@ -53,3 +53,5 @@ def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    if level.lower() != "debug":  # procrastinate logs every job it defers at info
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)

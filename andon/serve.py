@@ -1,4 +1,6 @@
-"""`andon serve`: the embedded server process (API, runtime and store in one)."""
+"""`andon serve`: the API server process. Embedded mode: API, runtime and store in one
+process. Distributed mode: one of many API processes, running attempts itself unless
+told not to, or leaving them to `andon worker` processes (its own with `--workers N`)."""
 
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ from typing import Any
 import uvicorn
 
 from andon import tracing
-from andon.embedded import Embedded
+from andon.dispatch.queue import QueueSettings
+from andon.node import Node
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings
 from andon.server.app import ServerConfig, create_app
 from andon.service import ServiceSettings
+from andon.worker import WorkerProcesses
 
 log = logging.getLogger("andon")
 
@@ -71,17 +75,25 @@ class ServeOptions:
     service: ServiceSettings
     runtime: RuntimeSettings
     log_level: str = "info"
+    worker: bool = True
+    """Run attempts in this process too (distributed mode may leave them to workers)."""
+    queue: QueueSettings | None = None
+    worker_processes: WorkerProcesses | None = None
+    """`andon worker` processes to start and stop with this one (`--workers N`)."""
 
 
 class _Server(uvicorn.Server):
     """Cancels (after the drain period) the tasks still running before uvicorn closes
     their streams, so every stream gets its final event."""
 
-    embedded: Embedded
+    node: Node
     drain: float
+    workers: WorkerProcesses | None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self.embedded.service.shutdown(self.drain)
+        await self.node.service.shutdown(self.drain)
+        if self.workers is not None:  # they drain, then cancel what they still run
+            await self.workers.stop()
         await super().shutdown(sockets)
         tracing.close()  # uvicorn ends by re-raising the signal: no atexit flush
 
@@ -90,20 +102,25 @@ def serve(options: ServeOptions) -> None:
     tracing.configure_from_env()
     # If this process is killed outright, the keeper ends the commands its tasks run.
     with Lifeline(options.runtime.kill_grace) as lifeline:
-        embedded = Embedded(
+        node = Node(
             options.agent,
             options.db,
             runtime=options.runtime,
             settings=options.service,
             max_concurrent=options.max_concurrent,
+            worker=options.worker,
+            queue=options.queue,
             lifeline=lifeline,
         )
+        workers = options.worker_processes
+
+        async def startup() -> None:
+            await node.start()
+            if workers is not None:
+                await workers.start()
+
         app = create_app(
-            embedded.service,
-            options.agent,
-            options.server,
-            on_startup=embedded.start,
-            on_shutdown=embedded.stop,
+            node.service, options.agent, options.server, on_startup=startup, on_shutdown=node.stop
         )
         config = uvicorn.Config(
             app,
@@ -116,8 +133,9 @@ def serve(options: ServeOptions) -> None:
             lifespan="on",
         )
         server = _Server(config)
-        server.embedded = embedded
+        server.node = node
         server.drain = options.drain
+        server.workers = workers
         asyncio.run(_run(server))
 
 

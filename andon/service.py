@@ -36,7 +36,7 @@ from andon.protocol.types import (
     TaskStatus,
     new_id,
 )
-from andon.runtime.scope import CancelMode
+from andon.runtime.scope import CANCEL_MODE, CancelMode
 from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
 from andon.telemetry import Telemetry
 
@@ -415,6 +415,7 @@ class TaskService:
                     target=TaskState.CANCELING,
                     reason=reason,
                     message=_agent_text(f"canceling (reason: {reason})"),
+                    metadata={CANCEL_MODE: mode.value},
                 )
                 if moved is not None:
                     await self.dispatcher.cancel(task_id, moved.epoch, reason, mode)

@@ -22,8 +22,9 @@ from typing import Any
 
 import psycopg
 
+from andon.database import upgrade
 from andon.protocol.types import TaskState, new_id
-from andon.store import open_store, pg_schema
+from andon.store import open_store
 from andon.store.base import NewTask, Store
 from bench.stats import row
 
@@ -104,7 +105,7 @@ async def scratch_database(server: str) -> AsyncIterator[str]:
         await c.execute(f"CREATE DATABASE {name}")
     try:
         url = f"{server}/{name}"
-        await pg_schema.upgrade(url)
+        await upgrade(url)
         yield url
     finally:
         async with await psycopg.AsyncConnection.connect(

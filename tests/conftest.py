@@ -12,7 +12,7 @@ import pytest
 
 from andon import RuntimeSettings, ServiceSettings, TaskService, open_service
 from andon.agents.demo import agent as demo_agent
-from andon.store import pg_schema
+from andon.database import upgrade
 
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -104,20 +104,25 @@ def drop_databases_of_dead_sessions(admin: psycopg.Connection[Any]) -> None:
             admin.execute(f"DROP DATABASE IF EXISTS {stale} WITH (FORCE)")
 
 
-@pytest.fixture
-def postgres_empty_url(postgres_database: str) -> str:
-    """A URL to a fresh, empty schema of the session's database, for this test alone.
+def new_schema(database: str) -> str:
+    """A URL to a fresh, empty schema of the database.
 
     The schema is every connection's search_path (a libpq option in the URL), so child
     processes given the URL see the same tables."""
     schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_database, autocommit=True) as conn:
+    with psycopg.connect(database, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{postgres_database}?options=-csearch_path%3D{schema}"
+    return f"{database}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_empty_url(postgres_database: str) -> str:
+    """A fresh, empty schema of the session's database, for this test alone."""
+    return new_schema(postgres_database)
 
 
 @pytest.fixture
 def postgres_url(postgres_empty_url: str) -> str:
     """Like `postgres_empty_url`, with `andon db upgrade` applied: ready for a store."""
-    asyncio.run(pg_schema.upgrade(postgres_empty_url))
+    asyncio.run(upgrade(postgres_empty_url))
     return postgres_empty_url

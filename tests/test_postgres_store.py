@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from andon.cli import app
+from andon.database import QUEUE_SCHEMA, upgrade
 from andon.protocol.types import TaskState, new_id
 from andon.store import open_store, pg_events, pg_schema
 from andon.store.base import Event, NewTask
@@ -212,7 +213,10 @@ async def test_open_refuses_a_schema_behind_and_says_what_to_run(
 ) -> None:
     with pytest.raises(pg_schema.SchemaMismatch, match="run `andon db upgrade --db "):
         await PostgresStore(postgres_empty_url).open()
-    assert await pg_schema.upgrade(postgres_empty_url) == ["0001_tasks_and_events"]
+    assert await upgrade(postgres_empty_url) == [
+        *(m.name for m in pg_schema.migrations()),
+        QUEUE_SCHEMA,
+    ]
     async with opened(postgres_empty_url) as store:
         assert await store.get_task("none") is None
 
@@ -225,9 +229,9 @@ async def test_open_refuses_a_schema_ahead(postgres_url: str) -> None:
 
 
 async def test_concurrent_upgrades_apply_each_migration_once(postgres_empty_url: str) -> None:
-    results = await asyncio.gather(*(pg_schema.upgrade(postgres_empty_url) for _ in range(3)))
+    results = await asyncio.gather(*(upgrade(postgres_empty_url) for _ in range(3)))
     names = [m.name for m in pg_schema.migrations()]
-    assert sorted(results) == [[], [], names]
+    assert sorted(results) == [[], [], [*names, QUEUE_SCHEMA]]
     async with await psycopg.AsyncConnection.connect(postgres_empty_url) as conn:
         assert await pg_schema.current_version(conn) == len(names)
 

@@ -100,6 +100,8 @@ class TaskContext:
         self.stopping = Stopping(scope)
         self.last_activity = time.monotonic()
         self.waiting_for_input_since: float | None = None
+        self.question_seq: int | None = None
+        """While waiting for an answer: the sequence number of the question's event."""
         self._store = store
         self._scope = scope
         self._loop = asyncio.get_running_loop()
@@ -223,11 +225,13 @@ class TaskContext:
             self._answer = None
             raise TaskCancelled("task is no longer running")
         self.waiting_for_input_since = time.monotonic()
+        self.question_seq = moved.last_seq
         try:
             answer = await self._answer
         finally:
             self._answer = None
             self.waiting_for_input_since = None
+            self.question_seq = None
         self.last_activity = time.monotonic()
         self.history.append(answer)
         return answer

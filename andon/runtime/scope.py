@@ -14,6 +14,16 @@ class CancelMode(StrEnum):
     GRACEFUL = "graceful"
 
 
+CANCEL_MODE = "andon.cancelMode"
+"""Task metadata written with `canceling`: how the cancel asked the work to stop, so
+that whoever reads the state back (a worker registering its attempt, a worker that
+missed the signal) stops it the same way."""
+
+
+def requested_mode(metadata: dict[str, Any]) -> CancelMode:
+    return CancelMode(metadata.get(CANCEL_MODE, CancelMode.IMMEDIATE))
+
+
 class TaskCancelled(BaseException):
     """Raised inside an agent at a checkpoint once its task is being cancelled.
 

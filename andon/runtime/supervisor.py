@@ -27,12 +27,13 @@ from andon.protocol.types import (
 from andon.runtime.agent import Agent
 from andon.runtime.context import DIRECT_REPLY, SyncTaskContext, TaskContext, TaskFailed
 from andon.runtime.lifeline import Lifeline
-from andon.runtime.scope import CancelMode, CancelScope, TaskCancelled
+from andon.runtime.scope import CancelMode, CancelScope, TaskCancelled, requested_mode
 from andon.store.base import Store, TaskRecord
 
 log = logging.getLogger("andon.runtime")
 
 RequestCancel = Callable[[str, str], Coroutine[Any, Any, None]]
+OnClaimed = Callable[[TaskRecord], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class Supervisor:
     def running(self) -> list[str]:
         return list(self._attempts)
 
+    def attempt(self, task_id: str) -> Attempt | None:
+        """The attempt of the task running here, if any."""
+        return self._attempts.get(task_id)
+
     # -- signals from the dispatcher ---------------------------------------------------
 
     def cancel(self, task_id: str, epoch: int | None, reason: str, mode: CancelMode) -> bool:
@@ -123,14 +128,21 @@ class Supervisor:
 
     # -- running an attempt -------------------------------------------------------------
 
-    async def run(self, task_id: str) -> None:
+    async def run(self, task_id: str, on_claimed: OnClaimed | None = None) -> None:
         """Claim the task and run one attempt to its end. A task that is no longer
-        `submitted` (cancelled before it started) is never run."""
+        `submitted` (cancelled before it started) is never run.
+
+        `on_claimed` runs between the claim and the registration of the attempt: a
+        dispatcher records there where cancels for this epoch must be sent, so that a
+        cancel either finds that record or is read back just below.
+        """
         record = await self.store.transition(
             task_id, sources=[TaskState.SUBMITTED], target=TaskState.WORKING, claim=True
         )
         if record is None:
             return
+        if on_claimed is not None:
+            await on_claimed(record)
         with tracing.attempt_span(record.id, record.context_id, record.epoch, record.metadata):
             await self._run_attempt(record)
 
@@ -160,7 +172,8 @@ class Supervisor:
             # found no attempt to signal: read it back, so it is never lost.
             current = await self.store.get_task(task_id)
             if current is not None and current.state is TaskState.CANCELING:
-                self.cancel(task_id, record.epoch, current.reason or "user", CancelMode.IMMEDIATE)
+                mode = requested_mode(current.metadata)
+                self.cancel(task_id, record.epoch, current.reason or "user", mode)
             await self._execute(attempt)
         finally:
             del self._attempts[task_id]
@@ -242,7 +255,8 @@ class Supervisor:
         current = await self.store.get_task(attempt.task_id)
         if current is None or current.state is not TaskState.CANCELING:
             return True
-        self.cancel(attempt.task_id, attempt.epoch, current.reason or "user", CancelMode.IMMEDIATE)
+        mode = requested_mode(current.metadata)
+        self.cancel(attempt.task_id, attempt.epoch, current.reason or "user", mode)
         return False
 
     async def _teardown_quietly(self, attempt: Attempt) -> None:

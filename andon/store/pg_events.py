@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +34,25 @@ def parse(text: str) -> tuple[str, str] | None:
 
 
 class Listener:
-    """LISTENs on a connection of its own; re-establishes it whenever it drops."""
+    """LISTENs on a connection of its own; re-establishes it whenever it drops.
+
+    `on_notify` gets each notification's channel and payload; `on_reconnect` is called
+    once listening again, since whatever was sent meanwhile was lost.
+    """
 
     def __init__(
         self,
         url: str,
-        on_notify: Callable[[str], None],
+        on_notify: Callable[[str, str], None],
         on_reconnect: Callable[[], None],
         application_name: str = "andon-listener",
+        channels: Sequence[str] = (CHANNEL,),
     ) -> None:
         self._url = url
         self._application_name = application_name
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
+        self._channels = channels
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -72,7 +79,8 @@ class Listener:
             keepalives_count=3,
         )
         try:
-            await conn.execute(f"LISTEN {CHANNEL}")
+            for channel in self._channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         except BaseException:
             await conn.close()
             raise
@@ -82,7 +90,7 @@ class Listener:
         while True:
             try:
                 async for notify in conn.notifies():
-                    self._on_notify(notify.payload)
+                    self._on_notify(notify.channel, notify.payload)
             except psycopg.OperationalError as exc:
                 log.warning("lost the connection listening for events (%s); reconnecting", exc)
             except Exception:  # whatever it was, listening must go on

@@ -70,29 +70,29 @@ async def check(conn: psycopg.AsyncConnection[Any], url: str) -> None:
         )
 
 
-async def upgrade(url: str) -> list[str]:
-    """Apply the migrations the database lacks, in one transaction; return their names."""
-    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        # Two upgraders at once: the second waits here, then finds nothing left to do.
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
+async def migrate(conn: psycopg.AsyncConnection[object]) -> list[str]:
+    """Apply the migrations the database lacks; return their names. Run it inside a
+    transaction: the lock taken here is held until that transaction ends."""
+    # Two upgraders at once: the second waits here, then finds nothing left to do.
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
+    await conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        ).format(sql.Identifier(VERSIONS_TABLE))
+    )
+    have = await current_version(conn)
+    applied = []
+    for migration in migrations()[have:]:
+        await conn.execute(migration.script.encode())
         await conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            ).format(sql.Identifier(VERSIONS_TABLE))
+            sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(
+                sql.Identifier(VERSIONS_TABLE)
+            ),
+            (migration.version, migration.name),
         )
-        have = await current_version(conn)
-        applied = []
-        for migration in migrations()[have:]:
-            await conn.execute(migration.script.encode())
-            await conn.execute(
-                sql.SQL("INSERT INTO {} (version, name) VALUES (%s, %s)").format(
-                    sql.Identifier(VERSIONS_TABLE)
-                ),
-                (migration.version, migration.name),
-            )
-            applied.append(migration.name)
-        return applied
+        applied.append(migration.name)
+    return applied
 
 
 def redact(url: str) -> str:

@@ -26,11 +26,10 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final, LiteralString, TypeVar
 
 import psycopg
-from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from andon.protocol.types import ACTIVE_STATES, TaskState
-from andon.store import pg_events, pg_schema
+from andon.store import pg_events, pg_retry, pg_schema
 from andon.store.base import (
     TASK_COLUMNS,
     Event,
@@ -180,7 +179,7 @@ class PostgresStore(Store):
 
     # -- notifications ------------------------------------------------------------------
 
-    def _on_notify(self, text: str) -> None:
+    def _on_notify(self, _channel: str, text: str) -> None:
         parsed = pg_events.parse(text)
         if parsed is not None and parsed[1] != self.origin:  # ours woke followers at commit
             self.notifier.publish(parsed[0])
@@ -205,31 +204,14 @@ class PostgresStore(Store):
 
     async def _write(self, op: Callable[[Conn], Awaitable[T]]) -> T:
         """A write: run again only after errors that prove it never committed."""
-        # The server sends AdminShutdown to every session it stops (a restart): the
-        # statement sent on such a pooled connection was never run.
-        return await self._retrying(op, (errors.AdminShutdown, errors.CannotConnectNow))
+        return await self._retrying(op, pg_retry.NEVER_RAN)
 
-    async def _retrying(
-        self,
-        op: Callable[[Conn], Awaitable[T]],
-        retry_on: type[Exception] | tuple[type[Exception], ...],
-    ) -> T:
-        # Every pooled connection may have been closed by a restart: try each once.
-        attempts = self._pool.max_size + 1
-        for attempt in range(attempts):
-            try:
-                async with self._pool.connection() as conn:
-                    return await op(conn)
-            except retry_on as exc:
-                if attempt == attempts - 1:
-                    self.observer.store_failed()
-                    raise
-                log.info("retrying a statement after a lost connection: %s", exc)
-                await asyncio.sleep(0.01 * attempt)
-            except Exception:
-                self.observer.store_failed()
-                raise
-        raise AssertionError("unreachable")
+    async def _retrying(self, op: Callable[[Conn], Awaitable[T]], retry_on: pg_retry.Errors) -> T:
+        try:
+            return await pg_retry.retrying(self._pool, op, retry_on)
+        except Exception:
+            self.observer.store_failed()
+            raise
 
     async def _fetchone(self, query: LiteralString, params: Any, *, read: bool) -> Any:
         async def run(conn: Conn) -> Any:

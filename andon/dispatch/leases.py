@@ -1,0 +1,124 @@
+"""Leases: one worker's right to run one task, kept alive by that worker's heartbeats.
+
+A row of `andon_leases` says: worker W runs (or is about to run) task T, dispatched as
+the procrastinate job J and, once claimed, at epoch E; unless W renews it, the lease
+runs out at X (the database's clock, so machines' clocks never disagree about it). The
+primary key makes the right exclusive: a worker claims a task only after inserting its
+lease. The lease also names the job of the attempt, which a cancel aborts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Final, LiteralString
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from andon.store.pg_retry import NEVER_RAN, Conn, Errors, retrying
+
+Forget = Callable[[str], Awaitable[None]]
+
+ACQUIRE: Final = """
+INSERT INTO andon_leases (task_id, job_id, worker, expires_at)
+VALUES (%s, %s, %s, now() + make_interval(secs => %s))
+ON CONFLICT (task_id) DO NOTHING
+RETURNING task_id
+"""
+CLAIMED: Final = "UPDATE andon_leases SET epoch = %s WHERE task_id = %s AND worker = %s"
+RELEASE: Final = "DELETE FROM andon_leases WHERE task_id = %s AND worker = %s"
+RENEW: Final = """
+UPDATE andon_leases SET expires_at = now() + make_interval(secs => %s)
+WHERE worker = %s AND task_id = ANY(%s)
+RETURNING task_id
+"""
+JOB_OF: Final = "SELECT job_id FROM andon_leases WHERE task_id = %s AND epoch = %s"
+HOLDER: Final = "SELECT worker FROM andon_leases WHERE task_id = %s"
+EXPIRED: Final = """
+SELECT task_id, job_id, epoch FROM andon_leases WHERE expires_at < now()
+ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+FORGET: Final = "DELETE FROM andon_leases WHERE task_id = %s"
+
+
+@dataclass(frozen=True, slots=True)
+class Lapsed:
+    """A lease that ran out: its worker stopped renewing it."""
+
+    task_id: str
+    job_id: int
+    epoch: int | None
+
+
+class Leases:
+    def __init__(self, pool: AsyncConnectionPool[Conn], worker: str, duration: float) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.duration = duration
+
+    async def acquire(self, task_id: str, job_id: int) -> bool:
+        """Take the task for this worker; False if another worker holds it."""
+        params = (task_id, job_id, self.worker, self.duration)
+        # Sent again only if it surely did not run: a lost reply to a committed insert
+        # would read, the second time, as someone else's lease.
+        return await fetchone(self.pool, ACQUIRE, params, NEVER_RAN) is not None
+
+    async def claimed(self, task_id: str, epoch: int) -> None:
+        """The attempt's epoch: from now on, cancels for it are written here."""
+        await self._execute(CLAIMED, (epoch, task_id, self.worker))
+
+    async def release(self, task_id: str) -> None:
+        await self._execute(RELEASE, (task_id, self.worker))
+
+    async def renew(self, task_ids: Collection[str]) -> set[str]:
+        """Extend this worker's leases on these tasks; returns those it still holds."""
+        if not task_ids:
+            return set()
+
+        async def op(conn: Conn) -> set[str]:
+            cursor = await conn.execute(RENEW, (self.duration, self.worker, list(task_ids)))
+            return {row[0] for row in await cursor.fetchall()}
+
+        return await retrying(self.pool, op)
+
+    async def job_of(self, task_id: str, epoch: int) -> int | None:
+        """The job of the attempt `epoch` of the task, once its worker has claimed it
+        (before that, the worker reads the task's state after registering it)."""
+        row = await fetchone(self.pool, JOB_OF, (task_id, epoch))
+        return int(row[0]) if row else None
+
+    async def holder(self, task_id: str) -> str | None:
+        row = await fetchone(self.pool, HOLDER, (task_id,))
+        return str(row[0]) if row else None
+
+    async def _execute(self, query: LiteralString, params: Any) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(query, params)
+
+        await retrying(self.pool, op)
+
+    @contextlib.asynccontextmanager
+    async def lapsed(self, limit: int = 100) -> AsyncIterator[tuple[list[Lapsed], Forget]]:
+        """Leases that ran out, locked until the block ends (a second reaper skips
+        them); `forget` deletes one, for good once the block ends without error."""
+        async with self.pool.connection() as conn, conn.transaction():
+            rows = await (await conn.execute(EXPIRED, (limit,))).fetchall()
+
+            async def forget(task_id: str) -> None:
+                await conn.execute(FORGET, (task_id,))
+
+            yield [Lapsed(*row) for row in rows], forget
+
+
+async def fetchone(
+    pool: AsyncConnectionPool[Conn],
+    query: LiteralString,
+    params: Any,
+    retry_on: Errors = psycopg.OperationalError,
+) -> Any:
+    async def op(conn: Conn) -> Any:
+        return await (await conn.execute(query, params)).fetchone()
+
+    return await retrying(pool, op, retry_on)

@@ -1,0 +1,391 @@
+"""The worker side of distributed dispatch: take jobs from the queue, run their attempts
+with the Supervisor, and carry the cancels and answers meant for them.
+
+A job becomes an attempt in four steps: the worker takes the job (procrastinate marks
+it `doing`), takes the task's lease, claims the task (the store's compare-and-set,
+epoch + 1) and records the epoch on the lease, then registers the attempt and reads
+the task's state once more. A cancel that came before the claim finds the task
+`submitted` and ends it there; one between the claim and the registration is read
+back; one after it finds the epoch on the lease and aborts the job, which procrastinate
+pushes to this worker by NOTIFY.
+
+Signals are only wake-ups: the state they announce is in the database. So whatever
+was missed while a connection was down is found again by re-reading it, right after
+listening again and every `catch_up` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from procrastinate import exceptions as queue_errors
+from procrastinate.jobs import Job, Status
+from procrastinate.manager import JobManager, get_channel_for_queues
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
+
+from andon.dispatch.leases import Leases
+from andon.protocol.types import ACTIVE_STATES, FailReason, Message, TaskState
+from andon.runtime.scope import CancelMode, requested_mode
+from andon.runtime.supervisor import Supervisor
+from andon.store.base import Store, TaskRecord
+from andon.store.pg_events import Listener
+from andon.store.pg_retry import Conn, tries
+
+log = logging.getLogger("andon.dispatch")
+
+PRUNE_AFTER = 4
+"""Leases' lengths after which a silent worker is dropped from the queue's registry."""
+ANSWERS = "andon_answers"
+"""NOTIFY channel: `<task id> <epoch>` once the task's answer is stored."""
+UNFINISHED = frozenset({TaskState.SUBMITTED, *ACTIVE_STATES})
+
+
+T = TypeVar("T")
+
+
+async def queue_call(pool: AsyncConnectionPool[Conn], op: Callable[[], Awaitable[T]]) -> T:
+    """A procrastinate call, sent again after a lost connection (procrastinate's errors
+    wrap psycopg's); every call made this way may run twice."""
+    return await tries(
+        pool.max_size + 1,
+        op,
+        lambda exc: (
+            isinstance(exc, queue_errors.ConnectorException)
+            and isinstance(exc.__cause__, psycopg.OperationalError)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    queue: str
+    concurrency: int
+    catch_up: float
+    """Seconds between re-reads of the state of the attempts running here."""
+    poll: float
+    """Seconds between looks at the queue when no notification came."""
+
+
+class QueueWorker:
+    def __init__(
+        self,
+        url: str,
+        store: Store,
+        supervisor: Supervisor,
+        jobs: JobManager,
+        leases: Leases,
+        settings: WorkerSettings,
+        on_failure: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self._on_failure = on_failure
+        self.supervisor = supervisor
+        self.jobs = jobs
+        self.leases = leases
+        self.settings = settings
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._held: dict[int, str] = {}
+        """Job id -> task id of every job this worker holds the lease of."""
+        self._waiting: set[asyncio.Task[None]] = set()
+        """Jobs taken whose attempt has not started: put back on a pause."""
+        self._runs: set[asyncio.Task[None]] = set()
+        self._signals: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._worker_id: int | None = None
+        self._fetching: asyncio.Task[None] | None = None
+        self._keeping: asyncio.Task[None] | None = None
+        channels = [*get_channel_for_queues([settings.queue]), ANSWERS]
+        self._listener = Listener(
+            url, self._on_notify, self._on_reconnect, "andon-worker", channels
+        )
+
+    # -- life cycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # Forget long-dead workers, as procrastinate's own worker does when it starts.
+        await self.jobs.prune_stalled_workers(PRUNE_AFTER * self.leases.duration)
+        self._worker_id = await self.jobs.register_worker()
+        await self._listener.start()  # listening before the first look: no job is missed
+        self._fetching = asyncio.create_task(self._fetch_loop(), name="andon-worker-fetch")
+        self._keeping = asyncio.create_task(self._keep_loop(), name="andon-worker-keep")
+
+    async def pause(self) -> None:
+        """Take no more jobs; give back those taken but not started."""
+        await _cancel(self._fetching)
+        self._fetching = None
+        for waiting in list(self._waiting):
+            await _cancel(waiting)
+
+    async def stop(self, timeout: float) -> None:
+        await self.pause()
+        if self._runs:
+            _, stuck = await asyncio.wait(list(self._runs), timeout=timeout)
+            if stuck:
+                log.error("%d attempt(s) still running at stop", len(stuck))
+        await _cancel(self._keeping)
+        await self._listener.stop()
+        for signal in list(self._signals):
+            await _cancel(signal)
+        if self._worker_id is not None:
+            with contextlib.suppress(queue_errors.ConnectorException):
+                await self.jobs.unregister_worker(self._worker_id)
+
+    def running(self) -> list[str]:
+        return self.supervisor.running
+
+    def ping(self) -> None:
+        if self._fetching is None or self._fetching.done():
+            raise RuntimeError("this worker takes no jobs")
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # -- taking jobs -------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                job = await self._next_job()
+            except BaseException:
+                self._slots.release()
+                raise
+            handle = asyncio.create_task(self._handle(job), name=f"andon-job-{job.id}")
+            self._runs.add(handle)
+            self._waiting.add(handle)
+            self._idle.clear()
+            handle.add_done_callback(self._done)
+
+    async def _next_job(self) -> Job:
+        delay = 0.05
+        while True:
+            self._wake.clear()
+            try:
+                assert self._worker_id is not None
+                job = await self.jobs.fetch_job([self.settings.queue], self._worker_id)
+                delay = 0.05
+            except queue_errors.ConnectorException as exc:
+                log.warning("taking a job failed (%s); trying again in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.poll)
+                if isinstance(exc.__cause__, errors.ForeignKeyViolation):
+                    # Away so long that another worker pruned this one: register again.
+                    self._worker_id = await self.jobs.register_worker()
+                continue
+            if job is not None:
+                return job
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll):
+                    await self._wake.wait()
+
+    def _done(self, handle: asyncio.Task[None]) -> None:
+        self._runs.discard(handle)
+        self._waiting.discard(handle)
+        if not handle.cancelled() and handle.exception() is not None:
+            self._on_failure()
+            log.error("job handling crashed", exc_info=handle.exception())
+        if not self._runs:
+            self._idle.set()
+
+    async def _handle(self, job: Job) -> None:
+        """Run the job's attempt. Holds one slot on entry, gives it back at the end."""
+        assert job.id is not None
+        task_id = str(job.task_kwargs["task_id"])
+        holding_slot = True
+        requeue = True  # a job given back before its attempt started goes to another worker
+        try:
+            if not await self.leases.acquire(task_id, job.id):
+                requeue = False  # another worker holds the task: this job is a duplicate
+                return
+            self._held[job.id] = task_id
+            if job.task_kwargs.get("serial"):
+                # Waiting for the context takes no slot.
+                self._slots.release()
+                holding_slot = False
+                await self._wait_for_context(task_id)
+                await self._slots.acquire()
+                holding_slot = True
+            self._waiting.discard(asyncio.current_task())
+            requeue = False
+            await self.supervisor.run(task_id, on_claimed=self._claimed)
+        finally:
+            if holding_slot:
+                self._slots.release()
+            self._held.pop(job.id, None)
+            await asyncio.shield(self._let_go(job.id, task_id, requeue=requeue))
+
+    async def _claimed(self, record: TaskRecord) -> None:
+        await self.leases.claimed(record.id, record.epoch)
+
+    async def _let_go(self, job_id: int, task_id: str, *, requeue: bool) -> None:
+        """Release the lease, then end the job, or queue it again for another worker
+        (in that order: a worker taking it again must find the lease gone)."""
+        jobs, pool = self.jobs, self.leases.pool
+        try:
+            await self.leases.release(task_id)
+            if requeue:
+                now = datetime.datetime.now(datetime.UTC)
+                await queue_call(pool, lambda: jobs.retry_job_by_id_async(job_id, retry_at=now))
+            else:
+                await queue_call(
+                    pool,
+                    lambda: jobs.finish_job_by_id_async(
+                        job_id, status=Status.SUCCEEDED, delete_job=True
+                    ),
+                )
+        except Exception as exc:  # the lease lapses and a reaper tidies up
+            log.warning("could not let go of job %d (task %s): %s", job_id, task_id, exc)
+
+    async def _wait_for_context(self, task_id: str) -> None:
+        """Wait until every earlier unfinished task of the task's conversation (its
+        owner's context) has ended."""
+        while True:
+            record = await self.store.get_task(task_id)
+            if record is None or record.state is not TaskState.SUBMITTED:
+                return  # cancelled while waiting: the claim below refuses it
+            page = await self.store.list_tasks(
+                owner=record.owner,
+                context_id=record.context_id,
+                states=UNFINISHED,
+                page_size=1000,
+            )
+            mark = (record.created_at, record.id)
+            earlier = [t.id for t in page.tasks if (t.created_at, t.id) < mark]
+            if not earlier:
+                return
+            with contextlib.ExitStack() as stack:
+                wakes = [stack.enter_context(self.store.notifier.listen(t)) for t in earlier]
+                wakes.append(stack.enter_context(self.store.notifier.listen(task_id)))
+                waits = [asyncio.ensure_future(w.wait()) for w in wakes]
+                try:
+                    await asyncio.wait(
+                        waits, timeout=self.settings.catch_up, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    for wait in waits:
+                        wait.cancel()
+
+    # -- signals ------------------------------------------------------------------------
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        try:
+            self._take_notification(channel, payload)
+        except (ValueError, KeyError, TypeError) as exc:  # the listener must live on
+            log.warning("ignored a malformed notification on %s: %r (%s)", channel, payload, exc)
+
+    def _take_notification(self, channel: str, payload: str) -> None:
+        if channel == ANSWERS:
+            task_id, _, epoch = payload.partition(" ")
+            self._spawn(self._deliver_answer(task_id, int(epoch)))
+            return
+        notification = json.loads(payload)
+        if notification["type"] == "job_inserted":
+            self._wake.set()
+        elif notification["type"] == "abort_job_requested":
+            held = self._held.get(int(notification["job_id"]))
+            if held is not None:
+                self._spawn(self._deliver_cancel(held))
+
+    def _on_reconnect(self) -> None:
+        self._wake.set()
+        self._spawn(self._catch_up())
+
+    def _spawn(self, signal: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(signal)
+        self._signals.add(task)
+        task.add_done_callback(self._signal_done)
+
+    def _signal_done(self, task: asyncio.Task[None]) -> None:
+        self._signals.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._on_failure()
+            log.warning("delivering a signal failed: %s", task.exception())
+
+    async def _deliver_cancel(self, task_id: str) -> None:
+        record = await self.store.get_task(task_id)
+        if record is not None and record.state is TaskState.CANCELING:
+            mode = requested_mode(record.metadata)
+            self.supervisor.cancel(task_id, record.epoch, record.reason or "user", mode)
+
+    async def _deliver_answer(self, task_id: str, epoch: int) -> None:
+        attempt = self.supervisor.attempt(task_id)
+        if attempt is None or attempt.epoch != epoch:
+            return
+        asked = attempt.ctx.question_seq
+        if asked is None:
+            return
+        for event in await self.store.events(task_id, asked):
+            if event.kind == "message":
+                self.supervisor.answer(task_id, epoch, Message.model_validate(event.data))
+                return
+
+    # -- heartbeats and catching up -------------------------------------------------------
+
+    async def _keep_loop(self) -> None:
+        renew_every = self.leases.duration / 3
+        renewed_at = time.monotonic()
+        while True:
+            await asyncio.sleep(min(self.settings.catch_up, renew_every))
+            try:
+                if time.monotonic() - renewed_at >= renew_every:
+                    await self._renew()
+                    renewed_at = time.monotonic()
+                await self._catch_up()
+            except Exception as exc:  # the database may be away: the next round retries
+                log.warning("renewing leases failed: %s", exc)
+
+    async def _renew(self) -> None:
+        held = set(self._held.values())
+        kept = await self.leases.renew(held)
+        assert self._worker_id is not None
+        await self.jobs.update_heartbeat(self._worker_id)
+        for task_id in held - kept:
+            log.error("lost the lease of task %s: stopping its attempt", task_id)
+            self._stop_locally(task_id)
+
+    async def _catch_up(self) -> None:
+        """Re-read the state of every attempt running here and act on what changed."""
+        for task_id in self.supervisor.running:
+            attempt = self.supervisor.attempt(task_id)
+            if attempt is None:
+                continue
+            record = await self.store.get_task(task_id)
+            if record is None or record.epoch != attempt.epoch or record.state.terminal:
+                # Ended, by this attempt just now or by a reaper: either way it stops.
+                self._stop_locally(task_id)
+            elif record.state is TaskState.CANCELING:
+                mode = requested_mode(record.metadata)
+                self.supervisor.cancel(task_id, record.epoch, record.reason or "user", mode)
+            elif record.state is TaskState.WORKING and attempt.ctx.question_seq is not None:
+                await self._deliver_answer(task_id, record.epoch)
+
+    def _stop_locally(self, task_id: str) -> None:
+        attempt = self.supervisor.attempt(task_id)
+        if attempt is not None:
+            self.supervisor.cancel(
+                task_id, attempt.epoch, FailReason.WORKER_LOST, CancelMode.IMMEDIATE
+            )
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,120 @@
+"""Wire one andon process: the store for a URL, a Supervisor when the process runs
+attempts, a dispatcher, and the TaskService on top, started and stopped in order.
+
+- A SQLite file: embedded mode. One process owns the store and runs every task
+  (local dispatch).
+- `postgresql://...`: distributed mode. One of any number of API and worker processes
+  sharing the database; attempts go through its job queue (andon/dispatch/queue.py),
+  and a process with `worker=False` only serves the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from andon.dispatch.base import Dispatcher
+from andon.runtime.agent import Agent
+from andon.runtime.lifeline import Lifeline
+from andon.runtime.supervisor import RuntimeSettings, Supervisor
+from andon.service import ServiceSettings, TaskService
+from andon.store import open_store
+from andon.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from andon.dispatch.queue import QueueSettings
+
+
+def is_distributed(store_url: str) -> bool:
+    return store_url.startswith(("postgresql://", "postgres://"))
+
+
+class Node:
+    """The parts of one andon process."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        store_url: str,
+        *,
+        runtime: RuntimeSettings | None = None,
+        settings: ServiceSettings | None = None,
+        max_concurrent: int = 64,
+        worker: bool = True,
+        queue: QueueSettings | None = None,
+        lifeline: Lifeline | None = None,
+    ) -> None:
+        self.distributed = is_distributed(store_url)
+        telemetry = Telemetry()
+        self.store = open_store(store_url)
+        self.store.observer = telemetry
+        self.supervisor = (
+            Supervisor(self.store, agent, runtime, lifeline=lifeline, observer=telemetry)
+            if worker
+            else None
+        )
+        dispatcher: Dispatcher
+        if self.distributed:
+            from andon.dispatch.queue import QueueDispatcher
+
+            dispatcher = QueueDispatcher(
+                store_url, self.store, self.supervisor, concurrency=max_concurrent, settings=queue
+            )
+        elif self.supervisor is not None:
+            from andon.dispatch.local import LocalDispatcher
+
+            dispatcher = LocalDispatcher(self.supervisor, max_concurrent)
+        else:
+            raise ValueError("embedded mode runs its tasks itself: it cannot go without a worker")
+        dispatcher.observer = telemetry
+        self.service = TaskService(self.store, dispatcher, settings, telemetry)
+        if self.supervisor is not None:
+            self.supervisor.set_cancel_requester(self.service.request_cancel)
+
+    async def start(self) -> None:
+        await self.store.open()
+        try:
+            # Only embedded mode's one process may end what a dead process left running;
+            # in distributed mode other workers run those (a lost one's lease lapses).
+            await self.service.start(recover=not self.distributed)
+        except BaseException:
+            await self.store.close()
+            raise
+
+    async def stop(self, drain: float = 0.0) -> None:
+        """Running tasks get `drain` seconds, then are cancelled (reason `shutdown`)."""
+        try:
+            await self.service.shutdown(drain)
+            if self.supervisor is not None:
+                await self.supervisor.close()
+        finally:
+            await self.store.close()
+
+
+@asynccontextmanager
+async def open_service(
+    agent: Agent,
+    store_url: str,
+    *,
+    runtime: RuntimeSettings | None = None,
+    settings: ServiceSettings | None = None,
+    max_concurrent: int = 64,
+    drain: float = 0.0,
+    queue: QueueSettings | None = None,
+) -> AsyncIterator[TaskService]:
+    """A running TaskService (and, in distributed mode, a worker in this process) for
+    tests and for embedding andon in other programs."""
+    node = Node(
+        agent,
+        store_url,
+        runtime=runtime,
+        settings=settings,
+        max_concurrent=max_concurrent,
+        queue=queue,
+    )
+    await node.start()
+    try:
+        yield node.service
+    finally:
+        await node.stop(drain)

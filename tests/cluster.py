@@ -1,0 +1,119 @@
+"""A distributed andon of real processes on 127.0.0.1 for tests and benchmarks: API
+processes (`andon serve --no-worker`) and workers (`andon worker`) sharing a database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.helpers import children_of
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Cluster:
+    def __init__(self, db: str, workdir: Path, *, lease: float = 30.0) -> None:
+        self.db = db
+        self.workdir = workdir
+        self.lease = lease
+        self.trace = workdir / "trace.log"
+        self.env = {**os.environ, "ANDON_DEMO_TRACE": str(self.trace)}
+        self.apis: list[subprocess.Popen[bytes]] = []
+        self.api_urls: list[str] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self, apis: int = 0, workers: int = 0, concurrency: int = 16) -> None:
+        """Start API processes and workers side by side; return once all are ready."""
+        registered = self.registered_workers()
+        pending = [self._start_api() for _ in range(apis)]
+        started = [self._start_worker(concurrency) for _ in range(workers)]
+        deadline = time.monotonic() + 60
+        while pending or self.registered_workers() < registered + workers:
+            pending = [(proc, url) for proc, url in pending if not self._answers(url)]
+            for proc in [p for p, _ in pending] + started:
+                if proc.poll() is not None:
+                    raise AssertionError(f"a process did not start ({proc.returncode})")
+            if time.monotonic() > deadline:
+                raise AssertionError("the cluster did not start in time")
+            time.sleep(0.05)
+
+    def api(self) -> str:
+        """Start an API process; returns its URL once it answers."""
+        self.start(apis=1)
+        return self.api_urls[-1]
+
+    def worker(self, concurrency: int = 16) -> int:
+        """Start a worker; returns its pid once it takes jobs."""
+        self.start(workers=1, concurrency=concurrency)
+        return self.workers[-1].pid
+
+    def _start_api(self) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        args = ("--port", str(port), "--no-worker", "--lease", str(self.lease))
+        proc = self._start("serve", *args)
+        self.apis.append(proc)
+        return proc, f"http://127.0.0.1:{port}"
+
+    def _start_worker(self, concurrency: int) -> subprocess.Popen[bytes]:
+        args = ("--concurrency", str(concurrency), "--lease", str(self.lease))
+        proc = self._start("worker", *args)
+        self.workers.append(proc)
+        return proc
+
+    def _answers(self, url: str) -> bool:
+        try:
+            httpx.get(f"{url}/.well-known/agent-card.json", timeout=1)
+        except httpx.TransportError:
+            return False
+        self.api_urls.append(url)
+        return True
+
+    def registered_workers(self) -> int:
+        with psycopg.connect(self.db) as conn:
+            row = conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
+            return int(row[0]) if row else 0
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker and wait for it to end."""
+        for proc in self.workers:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            proc.wait(60)
+        self.workers.clear()
+
+    def children(self) -> list[int]:
+        """Live children of the workers: the commands their tasks run."""
+        return [child for proc in self.workers for child in children_of(proc.pid)]
+
+    def close(self) -> None:
+        for proc in [*self.workers, *self.apis]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in [*self.workers, *self.apis]:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def _start(self, *args: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "andon", *args, "--db", self.db, "--log-level", "warning"]
+        return subprocess.Popen(cmd, cwd=self.workdir, env=self.env)

@@ -1,0 +1,320 @@
+"""Distributed mode as real processes: API processes and workers on 127.0.0.1 sharing a
+PostgreSQL database. A task is sent to one API process, runs on some worker, is
+cancelled through another API process; workers are stopped, killed, and the database
+itself is restarted under them. (Every invariant of tests/test_invariants.py also runs
+in distributed mode there, with the worker in the test's own process.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from andon.client import AndonClient
+from andon.client.api import StreamEvent
+from andon.client.errors import TaskNotCancelable
+from andon.database import upgrade
+from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent
+from andon.runtime.processes import live_members
+from andon.store.base import Event
+from andon.store.postgres import PostgresStore
+from tests.cluster import Cluster, free_port
+from tests.conftest import new_schema
+from tests.helpers import eventually, process_group_alive, trace_lines, wait_trace
+
+OBSERVE = 0.35  # more than three demo steps: long enough to see work that did not stop
+S = TaskState
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two API processes and two workers, shared by the tests that stop none of them."""
+    db = new_schema(postgres_database)
+    asyncio.run(upgrade(db))
+    with Cluster(db, tmp_path_factory.mktemp("cluster")) as running:
+        running.start(apis=2, workers=2)
+        yield running
+
+
+@pytest.fixture
+async def store(cluster: Cluster) -> AsyncIterator[PostgresStore]:
+    """The cluster's store, read from the test's side."""
+    opened = PostgresStore(cluster.db)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@asynccontextmanager
+async def clients(cluster: Cluster) -> AsyncIterator[tuple[AndonClient, AndonClient]]:
+    a, b = cluster.api_urls[:2]
+    async with AndonClient(a) as on_a, AndonClient(b) as on_b:
+        yield on_a, on_b
+
+
+def finals(events: list[StreamEvent]) -> list[TaskStatusUpdateEvent]:
+    return [e.item for e in events if isinstance(e.item, TaskStatusUpdateEvent) and e.item.final]
+
+
+async def stored_finals(store: PostgresStore, task_id: str) -> list[Event]:
+    return [e for e in await store.events(task_id) if e.final]
+
+
+def command_group(cluster: Cluster, marker: str) -> int | None:
+    """The process group of the worker's child whose command line has the marker."""
+    for pid in cluster.children():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if marker in cmdline:
+                return os.getpgid(pid)
+        except (OSError, ProcessLookupError):
+            continue
+    return None
+
+
+async def running_command(cluster: Cluster, marker: str) -> int:
+    """Wait for the command (a shell and two `sleep`s) to run on a worker: its group."""
+    found: list[int] = []
+
+    def started() -> bool:
+        pgid = command_group(cluster, marker)
+        if pgid is not None and len(live_members(pgid)) >= 3:
+            found.append(pgid)
+        return bool(found)
+
+    await eventually(started, 20, message=f"{marker} running on a worker")
+    return found[0]
+
+
+# -- a task on a worker, cancelled through another API process ---------------------------
+
+
+async def test_cancel_sent_to_another_api_stops_the_work_on_its_worker(
+    cluster: Cluster, store: PostgresStore
+) -> None:
+    async with clients(cluster) as (on_a, on_b):
+        seen: list[StreamEvent] = []
+        stream = on_a.stream("sleep 30")
+
+        async def follow() -> None:
+            async for event in stream:
+                seen.append(event)
+
+        following = asyncio.create_task(follow())
+        await eventually(lambda: bool(seen), 20, message="the stream started")
+        task_id = seen[0].task_id
+        assert task_id is not None
+        await wait_trace(cluster.trace, task_id, 2, timeout=20)
+
+        task = await on_b.cancel(task_id)
+        returned = time.monotonic_ns()
+
+        assert task.status.state is S.CANCELED
+        assert (task.metadata or {})["andon.reason"] == "user"
+        await asyncio.wait_for(following, 20)
+        await asyncio.sleep(OBSERVE)
+        late = [line for line in trace_lines(cluster.trace, task_id) if line[1] > returned]
+        assert late == [], f"work went on after the cancel returned: {late}"
+        (final,) = finals(seen)
+        assert seen[-1].item is final and final.status.state is S.CANCELED
+        assert len(await stored_finals(store, task_id)) == 1
+
+
+async def test_cancel_sent_to_another_api_kills_the_command_on_its_worker(
+    cluster: Cluster,
+) -> None:
+    marker = "sleep 304"
+    async with clients(cluster) as (on_a, on_b):
+        sent = await on_a.send(f"shell sh -c '{marker} & {marker}; wait'", blocking=False)
+        pgid = await running_command(cluster, marker)
+
+        task = await on_b.cancel(sent.id)
+
+        assert task.status.state is S.CANCELED
+        assert not process_group_alive(pgid), "a process of the task outlived its cancel"
+
+
+async def test_an_answer_sent_to_another_api_reaches_the_waiting_worker(
+    cluster: Cluster,
+) -> None:
+    async with clients(cluster) as (on_a, on_b):
+        asked = await on_a.send("ask your name?")
+        assert asked.status.state is S.INPUT_REQUIRED
+        done = await on_b.answer(asked.id, "Ada")
+        assert done.status.state is S.COMPLETED
+        assert done.artifacts is not None and done.artifacts[0].parts[0].text == "Ada"
+
+
+async def test_cancel_racing_completion_across_processes_ends_once(
+    cluster: Cluster, store: PostgresStore
+) -> None:
+    outcomes: dict[TaskState, int] = {}
+    async with clients(cluster) as (on_a, on_b):
+        for i in range(150):
+            sent = await on_a.send(f"echo {i}", blocking=False)
+            await asyncio.sleep(0.001 * (i % 5))
+            try:
+                said = (await on_b.cancel(sent.id)).status.state
+            except TaskNotCancelable:
+                said = S.COMPLETED
+            ended = await on_a.wait(sent.id, timeout=20)
+            events = await store.events(sent.id)
+            assert [e.final for e in events].count(True) == 1, f"round {i}"
+            assert events[-1].final and events[-1].data["state"] == ended.status.state.value
+            assert ended.status.state in (S.COMPLETED, S.CANCELED)
+            if said is S.CANCELED:
+                assert ended.status.state is S.CANCELED
+            outcomes[ended.status.state] = outcomes.get(ended.status.state, 0) + 1
+    assert sum(outcomes.values()) == 150
+
+
+# -- no worker, dead workers, a restarted database ------------------------------------------
+
+
+async def test_a_task_cancelled_while_no_worker_runs_never_runs(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    with Cluster(postgres_url, tmp_path) as cluster:
+        url = cluster.api()
+        cluster.worker()
+        cluster.stop_workers()
+        async with AndonClient(url) as client:
+            sent = await client.send("sleep 0.5", blocking=False)
+            task = await client.cancel(sent.id)
+            assert task.status.state is S.CANCELED
+
+            cluster.start(workers=2)
+            await eventually(lambda: queued_jobs(postgres_url) == 0, 20, message="job taken")
+            await asyncio.sleep(OBSERVE)
+
+            assert trace_lines(cluster.trace, sent.id) == []
+            again = await client.get(sent.id, history_length=0)
+            assert again.status.state is S.CANCELED
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            states = [e.data["state"] for e in await store.events(sent.id) if e.kind == "status"]
+        finally:
+            await store.close()
+        assert states == ["submitted", "canceled"]
+
+
+def queued_jobs(db: str) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()
+        return int(row[0]) if row else 0
+
+
+async def test_a_killed_worker_fails_its_task_worker_lost_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    lease = 2.0
+    marker = "sleep 305"
+    with Cluster(postgres_url, tmp_path, lease=lease) as cluster:
+        url = cluster.api()
+        worker = cluster.worker()
+        async with AndonClient(url) as client:
+            sent = await client.send(f"shell sh -c '{marker} & {marker}; wait'", blocking=False)
+            pgid = await running_command(cluster, marker)
+
+            os.kill(worker, signal.SIGKILL)
+
+            lost = await client.wait(sent.id, timeout=lease + 20)
+            assert lost.status.state is S.FAILED
+            assert (lost.metadata or {})["andon.reason"] == "worker_lost"
+            await eventually(lambda: not process_group_alive(pgid), 10, message="group gone")
+            await asyncio.sleep(lease)  # more rounds of reaping change nothing
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            statuses = [e for e in await store.events(sent.id) if e.kind == "status"]
+        finally:
+            await store.close()
+        assert [e.data["state"] for e in statuses] == ["submitted", "working", "failed"]
+        assert [e.final for e in statuses].count(True) == 1
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, so restarting it disturbs nobody else."""
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="andon-pg-"))
+        os.chown(self.dir, *_postgres_ids())
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        self._pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(self.dir)
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        data, log = str(self.dir / "data"), str(self.dir / "log")
+        self._run("pg_ctl", action, "-D", data, "-w", "-s", "-l", log, "-o", options, *args)
+
+    def _run(self, program: str, *args: str) -> None:
+        cmd = [str(self.BIN / program), *args]
+        if os.getuid() == 0:  # PostgreSQL refuses to run as root
+            cmd = ["su", "postgres", "-c", shlex.join(cmd)]
+        subprocess.run(cmd, check=True, timeout=120, stdout=subprocess.DEVNULL)
+
+
+def _postgres_ids() -> tuple[int, int]:
+    import pwd
+
+    if os.getuid() != 0:
+        return os.getuid(), os.getgid()
+    entry = pwd.getpwnam("postgres")
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_cancel_still_works_after_the_database_restarted(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    await upgrade(private_postgres.url)
+    marker = "sleep 306"
+    with Cluster(private_postgres.url, tmp_path) as cluster:
+        cluster.start(apis=2, workers=1)
+        async with clients(cluster) as (on_a, on_b):
+            sent = await on_a.send(f"shell sh -c '{marker} & {marker}; wait'", blocking=False)
+            pgid = await running_command(cluster, marker)
+
+            private_postgres.restart()
+
+            task = await on_b.cancel(sent.id)
+            assert task.status.state is S.CANCELED
+            assert not process_group_alive(pgid)
+            seen: Task = await on_a.get(sent.id)
+            assert seen.status.state is S.CANCELED
