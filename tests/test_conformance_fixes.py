@@ -4,6 +4,7 @@ the TCK requirement each one is about."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -358,3 +359,65 @@ async def test_tck_agent_plays_its_scenarios(tmp_path: Path) -> None:
             # The 0.3 TCK's messages: answered, and the task stays open for the next one.
             open_task = (await send("test-message-id-1"))["task"]
             assert open_task["status"]["state"] == "TASK_STATE_INPUT_REQUIRED"
+
+
+def test_a_stream_that_fails_midway_ends_with_the_error_in_its_bindings_form() -> None:
+    """A failure after the first event is one last SSE event: a JSON-RPC error response
+    with the request's id, or the HTTP+JSON error body; never a bare object."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from andon.protocol.errors import TaskNotFound
+    from andon.protocol.jsonrpc import error_response, success_response
+    from andon.server.app import rest_error
+    from andon.server.http import sse_response
+    from andon.server.operations import Update
+
+    async def failing() -> AsyncIterator[Update]:
+        yield Update(1, "status", "t1", "c1", {"state": "working"})
+        raise TaskNotFound("task t1 not found")
+
+    def endpoint(binding: str) -> Any:
+        async def respond(request: Any) -> Any:
+            if binding == "jsonrpc":
+                return sse_response(
+                    failing(),
+                    lambda u: success_response(7, {"seq": u.seq}),
+                    lambda e: error_response(7, {"code": e.code, "message": e.message}),
+                    15,
+                )
+            return sse_response(
+                failing(),
+                lambda u: json.dumps({"seq": u.seq}).encode(),
+                lambda e: json.dumps(rest_error(e.http_status, e.message, e.reason)).encode(),
+                15,
+            )
+
+        return respond
+
+    app = Starlette(routes=[Route(f"/{b}", endpoint(b)) for b in ("jsonrpc", "rest")])
+    with TestClient(app) as client:
+        rpc = [line for line in client.get("/jsonrpc").text.splitlines() if line.startswith("data")]
+        rest = [line for line in client.get("/rest").text.splitlines() if line.startswith("data")]
+    last = json.loads(rpc[-1].removeprefix("data: "))
+    assert last == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {"code": -32001, "message": "task t1 not found"},
+    }
+    body = json.loads(rest[-1].removeprefix("data: "))
+    assert body["error"]["code"] == 404
+    assert body["error"]["details"][0]["reason"] == "TASK_NOT_FOUND"
+
+
+async def test_an_unknown_route_or_method_answers_the_http_json_error_body(
+    client: httpx.AsyncClient,
+) -> None:
+    missing = await client.get("/tasks/t1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["status"] == "NOT_FOUND"
+    wrong = await client.delete("/message:send")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in wrong.headers["allow"]

@@ -122,6 +122,7 @@ class A2AServer:
                 return sse_response(
                     updates,
                     lambda update: success_response(request_id, encode_update(codec, update)),
+                    lambda error: error_response(request_id, codec.encode_error(error)),
                     self.config.keepalive,
                 )
             result = await self._call(method, codec, parsed.params, principal)
@@ -217,6 +218,9 @@ class A2AServer:
                     return sse_response(
                         updates,
                         lambda update: dumps(encode_update(codec, update)),
+                        lambda error: dumps(
+                            rest_error(error.http_status, error.message, error.reason)
+                        ),
                         self.config.keepalive,
                     )
                 return json_response(await self._call(method, codec, params, principal))
@@ -312,6 +316,17 @@ class A2AServer:
         await self.subscribers.close()
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """An unknown route or method answers the HTTP+JSON error body, not plain text."""
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        headers = getattr(exc, "headers", None)
+        return json_response(rest_error(405, message, "METHOD_NOT_ALLOWED"), 405, headers)
+    message = f"no route {request.url.path}"
+    return json_response(rest_error(404, message, "NOT_FOUND"), 404)
+
+
 def rest_error(status: int, message: str, reason: str) -> dict[str, Any]:
     """The HTTP+JSON binding's error body (google.rpc.Status with an ErrorInfo)."""
     return {
@@ -334,6 +349,7 @@ _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
     409: "FAILED_PRECONDITION",
     413: "INVALID_ARGUMENT",
     415: "INVALID_ARGUMENT",
@@ -431,6 +447,7 @@ def create_app(
         routes=routes(server) + monitoring_routes(service, server.subscribers),
         middleware=[Middleware(RequestSpans)],
         lifespan=lifespan,
+        exception_handlers={404: _no_route, 405: _no_route},
     )
     app.state.server = server
     return app

@@ -15,6 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from andon.protocol.errors import (
     A2AError,
     ContentTypeNotSupported,
+    InternalError,
     InvalidParams,
     InvalidRequest,
 )
@@ -124,9 +125,12 @@ def sse_event(data: bytes) -> Response:
 def sse_response(
     items: AsyncIterator[Update],
     encode: Callable[[Update], bytes],
+    encode_error: Callable[[A2AError], bytes],
     keepalive: float,
 ) -> StreamingResponse:
-    """Stream items as Server-Sent Events with `id:` = sequence number.
+    """Stream items as Server-Sent Events with `id:` = sequence number. A failure after
+    the stream has begun ends it with one last event: the error, in the binding's form
+    (a JSON-RPC error response, or the HTTP+JSON error body).
 
     Items are pumped through a small bounded queue so that a keep-alive comment can be
     sent while the task is quiet; when the client goes away, Starlette cancels this
@@ -157,9 +161,8 @@ def sse_response(
                     return
                 if isinstance(item, BaseException):
                     log.error("stream failed", exc_info=item)
-                    error = item if isinstance(item, A2AError) else A2AError()
-                    body = dumps({"code": error.code, "message": error.message})
-                    yield b"event: error\ndata: " + body + b"\n\n"
+                    error = item if isinstance(item, A2AError) else InternalError()
+                    yield b"data: " + encode_error(error) + b"\n\n"
                     return
                 yield b"id: %d\ndata: %s\n\n" % (item.seq, encode(item))
         finally:
