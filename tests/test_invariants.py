@@ -320,14 +320,23 @@ async def test_cancel_before_start_means_it_never_runs(
 
 
 async def test_cancel_right_after_submit_always_wins(service: TaskService, trace: Path) -> None:
+    # The cancel lands at every point of the start: queued, being claimed, just started.
+    # A task cancelled before its attempt began never runs; one whose first step ran
+    # before the cancel was asked does no step after it.
+    asked: dict[str, int] = {}
     for i in range(200):
         task_id = await start(service, "sleep 5")
         for _ in range(i % 5):
             await asyncio.sleep(0)
+        asked[task_id] = time.monotonic_ns()
         task = await service.cancel(task_id, USER)
         assert task.status.state is TaskState.CANCELED, f"attempt {i}"
     await asyncio.sleep(OBSERVE)
-    assert not trace.exists() or trace.read_text() == ""
+    for task_id, at in asked.items():
+        late = [step for step, ns in trace_lines(trace, task_id) if ns >= at]
+        assert late == [], f"task {task_id} worked after its cancel was asked: steps {late}"
+    never_started = [t for t in asked if not trace_lines(trace, t)]
+    assert never_started, "no cancel landed before the first step: the test missed its case"
 
 
 # -- 5. No stale cancel ---------------------------------------------------------------
