@@ -103,6 +103,7 @@ def start(
     argv = command(peer, port, args)
     log = Path(log_path) if log_path else LOGS / f"{peer}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    setup_envs.VENVS.mkdir(parents=True, exist_ok=True)  # the servers' working folder
     child_env = {**os.environ, **(env or {})}
     child_env["ANDON_DEMO_TRACE"] = os.path.abspath(trace_path)
     child_env["PYTHONUNBUFFERED"] = "1"
