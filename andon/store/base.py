@@ -14,9 +14,9 @@ import asyncio
 import base64
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 
 from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import Artifact, TaskState
@@ -85,6 +85,66 @@ class TaskPage:
     tasks: list[TaskRecord]
     next_page_token: str
     total_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskListing:
+    """The two statements of a `list_tasks` call, in one backend's SQL."""
+
+    page_sql: LiteralString
+    page_params: list[Any]
+    count_sql: LiteralString
+    count_params: list[Any]
+    page_size: int
+
+    def page(self, records: list[TaskRecord], total: int) -> TaskPage:
+        """The page from the records the page statement found (one more than a page
+        when there is a next one)."""
+        shown = records[: self.page_size]
+        token = ""
+        if len(records) > self.page_size and shown:
+            token = encode_page_token(shown[-1].created_at, shown[-1].id)
+        return TaskPage(shown, token, total)
+
+
+def task_listing(
+    *,
+    table: LiteralString,
+    columns: LiteralString,
+    mark: LiteralString,
+    state_in: LiteralString,
+    state_values: Callable[[list[str]], Any],
+    owner: str | None,
+    context_id: str | None,
+    states: Collection[TaskState] | None,
+    page_size: int,
+    page_token: str | None,
+) -> TaskListing:
+    """`list_tasks` as SQL: `mark` is the backend's placeholder, `state_in` its test of
+    the state against one parameter holding a list (made by `state_values`). Newest
+    first, keyed by (created_at, id) so a page token stays valid as tasks come."""
+    where: list[LiteralString] = []
+    params: list[Any] = []
+    if owner is not None:
+        where.append("owner = " + mark)
+        params.append(owner)
+    if context_id is not None:
+        where.append("context_id = " + mark)
+        params.append(context_id)
+    if states is not None:
+        where.append(state_in)
+        params.append(state_values([s.value for s in states]))
+    count_sql = "SELECT count(*) FROM " + table + (" WHERE " + " AND ".join(where) if where else "")
+    count_params = list(params)
+    if page_token:
+        created, task_id = decode_page_token(page_token)
+        where.append("(created_at, id) < (" + mark + ", " + mark + ")")
+        params.extend([created, task_id])
+    page_sql = "SELECT " + columns + " FROM " + table
+    page_sql += " WHERE " + " AND ".join(where) if where else ""
+    page_sql += " ORDER BY created_at DESC, id DESC LIMIT " + mark
+    params.append(page_size + 1)
+    return TaskListing(page_sql, params, count_sql, count_params, page_size)
 
 
 def encode_page_token(created_at: float, task_id: str) -> str:

@@ -38,9 +38,8 @@ from andon.store.base import (
     Store,
     TaskPage,
     TaskRecord,
-    decode_page_token,
-    encode_page_token,
     status_event_data,
+    task_listing,
 )
 from andon.store.machine import check_transition
 
@@ -264,39 +263,23 @@ class PostgresStore(Store):
         page_size: int = 50,
         page_token: str | None = None,
     ) -> TaskPage:
-        where: list[LiteralString] = []
-        params: list[Any] = []
-        if owner is not None:
-            where.append("owner = %s")
-            params.append(owner)
-        if context_id is not None:
-            where.append("context_id = %s")
-            params.append(context_id)
-        if states is not None:
-            where.append("state = ANY(%s::text[])")
-            params.append([s.value for s in states])
-        count_sql = "SELECT count(*) FROM andon_tasks" + (
-            " WHERE " + " AND ".join(where) if where else ""
+        listing = task_listing(
+            table="andon_tasks",
+            columns=TASK_COLUMNS,
+            mark="%s",
+            state_in="state = ANY(%s::text[])",
+            state_values=list,
+            owner=owner,
+            context_id=context_id,
+            states=states,
+            page_size=page_size,
+            page_token=page_token,
         )
-        count_params = list(params)
-        if page_token:
-            created, task_id = decode_page_token(page_token)
-            where.append("(created_at, id) < (%s, %s)")
-            params.extend([created, task_id])
-        page_sql = f"SELECT {TASK_COLUMNS} FROM andon_tasks" + (
-            " WHERE " + " AND ".join(where) if where else ""
-        )
-        page_sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
-        params.append(page_size + 1)
 
         async def query(conn: Conn) -> TaskPage:
-            rows = await (await conn.execute(page_sql, params)).fetchall()
-            total = await (await conn.execute(count_sql, count_params)).fetchone()
-            records = [_record(r) for r in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size and records:
-                token = encode_page_token(records[-1].created_at, records[-1].id)
-            return TaskPage(records, token, total[0] if total else 0)
+            rows = await (await conn.execute(listing.page_sql, listing.page_params)).fetchall()
+            total = await (await conn.execute(listing.count_sql, listing.count_params)).fetchone()
+            return listing.page([_record(r) for r in rows], total[0] if total else 0)
 
         return await self._read(query)
 

@@ -30,9 +30,8 @@ from andon.store.base import (
     Store,
     TaskPage,
     TaskRecord,
-    decode_page_token,
-    encode_page_token,
     status_event_data,
+    task_listing,
 )
 from andon.store.machine import check_transition
 
@@ -233,39 +232,23 @@ class SQLiteStore(Store):
         page_size: int = 50,
         page_token: str | None = None,
     ) -> TaskPage:
-        where: list[str] = []
-        params: list[Any] = []
-        if owner is not None:
-            where.append("owner = ?")
-            params.append(owner)
-        if context_id is not None:
-            where.append("context_id = ?")
-            params.append(context_id)
-        if states is not None:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            params.extend(s.value for s in states)
-        count_sql = "SELECT count(*) FROM tasks" + (
-            f" WHERE {' AND '.join(where)}" if where else ""
+        listing = task_listing(
+            table="tasks",
+            columns=TASK_COLUMNS,
+            mark="?",
+            state_in="state IN (SELECT value FROM json_each(?))",
+            state_values=json.dumps,
+            owner=owner,
+            context_id=context_id,
+            states=states,
+            page_size=page_size,
+            page_token=page_token,
         )
-        count_params = list(params)
-        if page_token:
-            created, task_id = decode_page_token(page_token)
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params.extend([created, created, task_id])
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
-        if where:
-            sql += f" WHERE {' AND '.join(where)}"
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        params.append(page_size + 1)
 
         def query(db: sqlite3.Connection) -> TaskPage:
-            rows = db.execute(sql, params).fetchall()
-            total = db.execute(count_sql, count_params).fetchone()[0]
-            records = [_record(r) for r in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size and records:
-                token = encode_page_token(records[-1].created_at, records[-1].id)
-            return TaskPage(records, token, total)
+            rows = db.execute(listing.page_sql, listing.page_params).fetchall()
+            total = db.execute(listing.count_sql, listing.count_params).fetchone()[0]
+            return listing.page([_record(r) for r in rows], total)
 
         return await self._read(query)
 
