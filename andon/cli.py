@@ -146,6 +146,10 @@ def worker(
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     log_format: Annotated[str, typer.Option(help="text, or json (one object a line)")] = "text",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve /metrics, /healthz and /readyz on this port")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run tasks of a distributed andon: take them from the database's queue, run them,
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
@@ -174,6 +178,7 @@ def worker(
             queue=QueueSettings(lease=lease),
             service=ServiceSettings(),
             runtime=RuntimeSettings(),
+            metrics=(metrics_host, metrics_port) if metrics_port is not None else None,
         )
     )
 

@@ -342,22 +342,23 @@ class TaskService:
         after_seq: int,
         timeout: float | None,
         until: Collection[TaskState] = frozenset(),
-    ) -> None:
+    ) -> TaskRecord | None:
         """Wait, up to `timeout`, until the task has changed since event `after_seq` and
-        has ended or is in a state of `until`. Reads the task, not its log, once per
-        append: waiting costs one point read a wake-up."""
+        has ended or is in a state of `until`; returns it then (None after the timeout).
+        Reads the task, not its log, once per append: one point read a wake-up."""
         with self.store.notifier.listen(task_id) as wake, contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while True:
                     wake.clear()
                     record = await self.store.get_task(task_id)
                     if record is None:
-                        return
+                        return None
                     if record.last_seq > after_seq and (
                         record.state.terminal or record.state in until
                     ):
-                        return
+                        return record
                     await wake.wait()
+        return None
 
     # -- cancel ------------------------------------------------------------------------
 
@@ -380,9 +381,8 @@ class TaskService:
             task = await self.view(record)
         else:
             wait = self.settings.cancel_wait if wait is None else wait
-            if wait > 0:
-                await self.wait(task_id, record.last_seq, wait)
-            task = await self.get(task_id, SYSTEM)
+            stopped = await self.wait(task_id, record.last_seq, wait) if wait > 0 else None
+            task = await (self.view(stopped) if stopped else self.get(task_id, SYSTEM))
         outcome = "canceling" if (task.metadata or {}).get("andon.canceling") else None
         outcome = outcome or task.status.state.value
         elapsed = time.monotonic() - started

@@ -8,8 +8,11 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
 
 from andon import tracing
 from andon.dispatch.queue import QueueSettings
@@ -17,6 +20,8 @@ from andon.node import Node
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings
+from andon.server.monitoring import monitoring_routes
+from andon.server.streams import Subscribers
 from andon.service import ServiceSettings
 
 log = logging.getLogger("andon")
@@ -33,6 +38,8 @@ class WorkerOptions:
     queue: QueueSettings
     service: ServiceSettings
     runtime: RuntimeSettings
+    metrics: tuple[str, int] | None = None
+    """Host and port to serve /metrics, /healthz and /readyz on (no API)."""
 
 
 def work(options: WorkerOptions) -> None:
@@ -61,12 +68,33 @@ async def _work(options: WorkerOptions, lifeline: Lifeline) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await node.start()
+    monitor = _Monitor(node, *options.metrics) if options.metrics else None
+    monitoring = asyncio.create_task(monitor.serve()) if monitor else None
     log.info("worker ready: up to %d tasks at once", options.concurrency)
     try:
         await stopping.wait()
         log.info("worker stopping: running tasks get %.1f s", options.drain)
     finally:
         await node.stop(options.drain)
+        if monitor is not None and monitoring is not None:
+            monitor.should_exit = True
+            await monitoring
+
+
+class _Monitor(uvicorn.Server):
+    """/metrics, /healthz and /readyz of a worker. The worker's own handlers take
+    SIGTERM and SIGINT (to drain), so this server leaves signals alone."""
+
+    def __init__(self, node: Node, host: str, port: int) -> None:
+        service = node.service
+        app = Starlette(routes=monitoring_routes(service, Subscribers(service)))
+        super().__init__(
+            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+        )
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class WorkerProcesses:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -40,11 +41,11 @@ class Cluster:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def start(self, apis: int = 0, workers: int = 0, concurrency: int = 16) -> None:
+    def start(self, apis: int = 0, workers: int = 0, worker_args: Sequence[str] = ()) -> None:
         """Start API processes and workers side by side; return once all are ready."""
         registered = self.registered_workers()
         pending = [self._start_api() for _ in range(apis)]
-        started = [self._start_worker(concurrency) for _ in range(workers)]
+        started = [self._start_worker(*worker_args) for _ in range(workers)]
         deadline = time.monotonic() + 60
         while pending or self.registered_workers() < registered + workers:
             pending = [(proc, url) for proc, url in pending if not self._answers(url)]
@@ -60,9 +61,9 @@ class Cluster:
         self.start(apis=1)
         return self.api_urls[-1]
 
-    def worker(self, concurrency: int = 16) -> int:
-        """Start a worker; returns its pid once it takes jobs."""
-        self.start(workers=1, concurrency=concurrency)
+    def worker(self, *args: str) -> int:
+        """Start a worker (with more options); returns its pid once it takes jobs."""
+        self.start(workers=1, worker_args=args)
         return self.workers[-1].pid
 
     def _start_api(self) -> tuple[subprocess.Popen[bytes], str]:
@@ -72,9 +73,8 @@ class Cluster:
         self.apis.append(proc)
         return proc, f"http://127.0.0.1:{port}"
 
-    def _start_worker(self, concurrency: int) -> subprocess.Popen[bytes]:
-        args = ("--concurrency", str(concurrency), "--lease", str(self.lease))
-        proc = self._start("worker", *args)
+    def _start_worker(self, *args: str) -> subprocess.Popen[bytes]:
+        proc = self._start("worker", "--concurrency", "16", "--lease", str(self.lease), *args)
         self.workers.append(proc)
         return proc
 

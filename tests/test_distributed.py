@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -318,3 +319,18 @@ async def test_a_cancel_still_works_after_the_database_restarted(
             assert not process_group_alive(pgid)
             seen: Task = await on_a.get(sent.id)
             assert seen.status.state is S.CANCELED
+
+
+async def test_a_worker_serves_its_metrics_and_readiness(postgres_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    with Cluster(postgres_url, tmp_path) as cluster:
+        url = cluster.api()
+        cluster.worker("--metrics-port", str(port))
+        async with AndonClient(url) as client, httpx.AsyncClient() as http:
+            done = await client.send("echo counted")
+            assert done.status.state is S.COMPLETED
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert ready.status_code == 200, ready.text
+        ended = [line for line in metrics.splitlines() if line.startswith("andon_tasks_ended")]
+        assert any('state="completed"' in line and line.endswith(" 1.0") for line in ended), ended

@@ -51,6 +51,7 @@ UNFINISHED = frozenset({TaskState.SUBMITTED, *ACTIVE_STATES})
 
 
 T = TypeVar("T")
+LetGo = Callable[[int, str], Awaitable[None]]
 
 
 async def queue_call(pool: AsyncConnectionPool[Conn], op: Callable[[], Awaitable[T]]) -> T:
@@ -209,10 +210,11 @@ class QueueWorker:
         assert job.id is not None
         task_id = str(job.task_kwargs["task_id"])
         holding_slot = True
-        requeue = True  # a job given back before its attempt started goes to another worker
+        # Until the attempt starts, a job let go of goes back to the queue for another.
+        let_go: LetGo | None = self._requeue
         try:
             if not await self.leases.acquire(task_id, job.id):
-                requeue = False  # another worker holds the task: this job is a duplicate
+                let_go = self._drop  # another worker holds the task: this is a duplicate
                 return
             self._held[job.id] = task_id
             if job.task_kwargs.get("serial"):
@@ -223,35 +225,44 @@ class QueueWorker:
                 await self._slots.acquire()
                 holding_slot = True
             self._waiting.discard(asyncio.current_task())
-            requeue = False
-            await self.supervisor.run(task_id, on_claimed=self._claimed)
+            let_go = self._done_with
+            try:
+                await self.supervisor.run(task_id, on_claimed=self._claimed)
+            except Exception:
+                # The task may be claimed and never ended (the database failed us): keep
+                # its lease, unrenewed, so that it lapses and a reaper ends the task.
+                let_go = None
+                raise
         finally:
             if holding_slot:
                 self._slots.release()
             self._held.pop(job.id, None)
-            await asyncio.shield(self._let_go(job.id, task_id, requeue=requeue))
+            if let_go is not None:
+                try:
+                    await asyncio.shield(let_go(job.id, task_id))
+                except Exception as exc:  # the lease lapses and a reaper tidies up
+                    log.warning("could not let go of job %d (task %s): %s", job.id, task_id, exc)
 
     async def _claimed(self, record: TaskRecord) -> None:
         await self.leases.claimed(record.id, record.epoch)
 
-    async def _let_go(self, job_id: int, task_id: str, *, requeue: bool) -> None:
-        """Release the lease, then end the job, or queue it again for another worker
-        (in that order: a worker taking it again must find the lease gone)."""
-        jobs, pool = self.jobs, self.leases.pool
-        try:
-            await self.leases.release(task_id)
-            if requeue:
-                now = datetime.datetime.now(datetime.UTC)
-                await queue_call(pool, lambda: jobs.retry_job_by_id_async(job_id, retry_at=now))
-            else:
-                await queue_call(
-                    pool,
-                    lambda: jobs.finish_job_by_id_async(
-                        job_id, status=Status.SUCCEEDED, delete_job=True
-                    ),
-                )
-        except Exception as exc:  # the lease lapses and a reaper tidies up
-            log.warning("could not let go of job %d (task %s): %s", job_id, task_id, exc)
+    async def _requeue(self, job_id: int, task_id: str) -> None:
+        # The lease goes first: a worker taking the job again must find it gone.
+        await self.leases.release(task_id)
+        now = datetime.datetime.now(datetime.UTC)
+        await queue_call(self.leases.pool, lambda: self.jobs.retry_job_by_id_async(job_id, now))
+
+    async def _done_with(self, job_id: int, task_id: str) -> None:
+        await self.leases.release(task_id)
+        await self._drop(job_id, task_id)
+
+    async def _drop(self, job_id: int, task_id: str) -> None:
+        await queue_call(
+            self.leases.pool,
+            lambda: self.jobs.finish_job_by_id_async(
+                job_id, status=Status.SUCCEEDED, delete_job=True
+            ),
+        )
 
     async def _wait_for_context(self, task_id: str) -> None:
         """Wait until every earlier unfinished task of the task's conversation (its
@@ -356,7 +367,8 @@ class QueueWorker:
         kept = await self.leases.renew(held)
         assert self._worker_id is not None
         await self.jobs.update_heartbeat(self._worker_id)
-        for task_id in held - kept:
+        still_held = set(self._held.values())  # attempts may have ended meanwhile
+        for task_id in (held - kept) & still_held:
             log.error("lost the lease of task %s: stopping its attempt", task_id)
             self._stop_locally(task_id)
 
