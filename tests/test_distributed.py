@@ -26,13 +26,13 @@ from andon.client import AndonClient
 from andon.client.api import StreamEvent
 from andon.client.errors import TaskNotCancelable
 from andon.database import upgrade
-from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent
+from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent, new_id
 from andon.runtime.processes import live_members
-from andon.store.base import Event
+from andon.store.base import Event, NewTask
 from andon.store.postgres import PostgresStore
 from tests.cluster import Cluster, free_port
 from tests.conftest import new_schema
-from tests.helpers import eventually, process_group_alive, trace_lines, wait_trace
+from tests.helpers import eventually, process_group_alive, trace_lines, user_text, wait_trace
 
 OBSERVE = 0.35  # more than three demo steps: long enough to see work that did not stop
 S = TaskState
@@ -334,3 +334,69 @@ async def test_a_worker_serves_its_metrics_and_readiness(postgres_url: str, tmp_
         assert ready.status_code == 200, ready.text
         ended = [line for line in metrics.splitlines() if line.startswith("andon_tasks_ended")]
         assert any('state="completed"' in line and line.endswith(" 1.0") for line in ended), ended
+
+
+async def test_a_worker_back_after_its_lease_lapsed_writes_nothing_and_stops(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    lease = 2.0
+    with Cluster(postgres_url, tmp_path, lease=lease) as cluster:
+        url = cluster.api()
+        worker = cluster.worker()
+        async with AndonClient(url) as client:
+            sent = await client.send("sleep 60", blocking=False)
+            await wait_trace(cluster.trace, sent.id, 2, timeout=20)
+
+            os.kill(worker, signal.SIGSTOP)  # alive, but silent: its lease lapses
+            try:
+                lost = await client.wait(sent.id, timeout=lease + 20)
+            finally:
+                os.kill(worker, signal.SIGCONT)
+            resumed = time.monotonic_ns()
+            assert lost.status.state is S.FAILED
+            assert (lost.metadata or {})["andon.reason"] == "worker_lost"
+
+            # Back, it finds its task ended without it and stops the work (the step it
+            # was frozen in may finish: nothing could reach it while it was stopped).
+            def stopped() -> bool:
+                last = max(line[1] for line in trace_lines(cluster.trace, sent.id))
+                return time.monotonic_ns() - max(last, resumed) > 1e9
+
+            await eventually(stopped, 20, message="the work stopped")
+            seen = len(trace_lines(cluster.trace, sent.id))
+            await asyncio.sleep(OBSERVE)
+            assert len(trace_lines(cluster.trace, sent.id)) == seen
+            again = await client.get(sent.id, history_length=0)
+            assert again.status == lost.status
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            events = await store.events(sent.id)
+        finally:
+            await store.close()
+        assert events[-1].final and events[-1].data["state"] == "failed"
+        assert [e.final for e in events].count(True) == 1
+
+
+async def test_a_task_its_api_process_never_queued_is_queued_by_a_reaper(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    with Cluster(postgres_url, tmp_path, lease=1.0) as cluster:
+        cluster.start(apis=1, workers=1)
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            # What an API process leaves when it dies between storing and queueing.
+            task_id, context_id = new_id(), new_id()
+            await store.create_task(
+                NewTask(id=task_id, context_id=context_id, owner="alice"),
+                user_text("echo found", task_id=task_id, context_id=context_id).dump(),
+            )
+
+            async def completed() -> bool:
+                record = await store.get_task(task_id)
+                return record is not None and record.state is S.COMPLETED
+
+            await eventually(completed, 30, message="the orphan ran")
+        finally:
+            await store.close()

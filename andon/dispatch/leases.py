@@ -41,6 +41,15 @@ SELECT task_id, job_id, epoch FROM andon_leases WHERE expires_at < now()
 ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED
 """
 FORGET: Final = "DELETE FROM andon_leases WHERE task_id = %s"
+UNQUEUED: Final = """
+SELECT t.id FROM andon_tasks t
+WHERE t.state = 'submitted' AND t.created_at < %s
+    AND NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs j WHERE j.queueing_lock = t.id AND j.status = 'todo'
+    )
+    AND NOT EXISTS (SELECT 1 FROM andon_leases l WHERE l.task_id = t.id)
+ORDER BY t.created_at LIMIT %s
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,16 @@ class Leases:
             await conn.execute(query, params)
 
         await retrying(self.pool, op)
+
+    async def unqueued(self, created_before: float, limit: int = 100) -> list[str]:
+        """Tasks still `submitted` that no job waits for and no worker holds: their API
+        process died between storing them and queueing them."""
+
+        async def op(conn: Conn) -> list[str]:
+            rows = await (await conn.execute(UNQUEUED, (created_before, limit))).fetchall()
+            return [row[0] for row in rows]
+
+        return await retrying(self.pool, op)
 
     @contextlib.asynccontextmanager
     async def lapsed(self, limit: int = 100) -> AsyncIterator[tuple[list[Lapsed], Forget]]:

@@ -104,7 +104,14 @@ class QueueDispatcher(Dispatcher):
         self.app = App(connector=PsycopgConnector())
         name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.leases = Leases(self.pool, name, self.settings.lease)
-        self.reaper = Reaper(store, self.leases, self.app.job_manager, self.settings.queue)
+        self.reaper = Reaper(
+            store,
+            self.leases,
+            self.app.job_manager,
+            self.settings.queue,
+            # Recovered tasks lose the enqueue policy's order, as in embedded mode.
+            lambda task_id: self.dispatch(task_id, ""),
+        )
         self.worker = (
             QueueWorker(
                 url,

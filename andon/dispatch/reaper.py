@@ -1,4 +1,5 @@
-"""The reaper: ends the attempts of workers that stopped renewing their leases.
+"""The reaper: ends the attempts of workers that stopped renewing their leases, and
+queues what a dead process left unqueued.
 
 Every process of a distributed andon runs one; leases are locked while they are
 reaped, so two reapers never handle the same one, and the store's compare-and-set
@@ -13,6 +14,8 @@ import contextlib
 import datetime
 import logging
 import random
+import time
+from collections.abc import Awaitable, Callable
 
 from procrastinate import exceptions as queue_errors
 from procrastinate.jobs import Status
@@ -28,11 +31,19 @@ LOST_TEXT = "the worker running this task stopped renewing its lease (worker los
 
 
 class Reaper:
-    def __init__(self, store: Store, leases: Leases, jobs: JobManager, queue: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        leases: Leases,
+        jobs: JobManager,
+        queue: str,
+        dispatch: Callable[[str], Awaitable[None]],
+    ) -> None:
         self.store = store
         self.leases = leases
         self.jobs = jobs
         self.queue = queue
+        self._dispatch = dispatch
 
     async def run(self, interval: float) -> None:
         while True:
@@ -59,6 +70,11 @@ class Reaper:
             task_id = str(job.task_kwargs.get("task_id"))
             if job.id is not None and await self.leases.holder(task_id) is None:
                 await self._release_job(job.id, task_id)
+        # A task stored by an API process that died before it queued it. (Queueing twice
+        # is harmless, so a late look, a lease's length after its creation, suffices.)
+        for task_id in await self.leases.unqueued(time.time() - self.leases.duration):
+            log.warning("task %s was never queued: queueing it", task_id)
+            await self._dispatch(task_id)
         return failed
 
     async def _end(self, lease: Lapsed) -> bool:

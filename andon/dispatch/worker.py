@@ -241,7 +241,8 @@ class QueueWorker:
                 try:
                     await asyncio.shield(let_go(job.id, task_id))
                 except Exception as exc:  # the lease lapses and a reaper tidies up
-                    log.warning("could not let go of job %d (task %s): %s", job.id, task_id, exc)
+                    cause = exc.__cause__ or exc  # procrastinate's own message says little
+                    log.warning("could not let go of job %d (task %s): %s", job.id, task_id, cause)
 
     async def _claimed(self, record: TaskRecord) -> None:
         await self.leases.claimed(record.id, record.epoch)
