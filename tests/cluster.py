@@ -41,10 +41,16 @@ class Cluster:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def start(self, apis: int = 0, workers: int = 0, worker_args: Sequence[str] = ()) -> None:
+    def start(
+        self,
+        apis: int = 0,
+        workers: int = 0,
+        worker_args: Sequence[str] = (),
+        api_args: Sequence[str] = ("--no-worker",),
+    ) -> None:
         """Start API processes and workers side by side; return once all are ready."""
         registered = self.registered_workers()
-        pending = [self._start_api() for _ in range(apis)]
+        pending = [self._start_api(*api_args) for _ in range(apis)]
         started = [self._start_worker(*worker_args) for _ in range(workers)]
         deadline = time.monotonic() + 60
         while pending or self.registered_workers() < registered + workers:
@@ -66,10 +72,14 @@ class Cluster:
         self.start(workers=1, worker_args=args)
         return self.workers[-1].pid
 
-    def _start_api(self) -> tuple[subprocess.Popen[bytes], str]:
+    def serve(self, *args: str) -> str:
+        """Start `andon serve` with these options; returns its URL once it answers."""
+        self.start(apis=1, api_args=args)
+        return self.api_urls[-1]
+
+    def _start_api(self, *args: str) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
-        args = ("--port", str(port), "--no-worker", "--lease", str(self.lease))
-        proc = self._start("serve", *args)
+        proc = self._start("serve", "--port", str(port), "--lease", str(self.lease), *args)
         self.apis.append(proc)
         return proc, f"http://127.0.0.1:{port}"
 

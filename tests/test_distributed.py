@@ -32,7 +32,14 @@ from andon.store.base import Event, NewTask
 from andon.store.postgres import PostgresStore
 from tests.cluster import Cluster, free_port
 from tests.conftest import new_schema
-from tests.helpers import eventually, process_group_alive, trace_lines, user_text, wait_trace
+from tests.helpers import (
+    children_of,
+    eventually,
+    process_group_alive,
+    trace_lines,
+    user_text,
+    wait_trace,
+)
 
 OBSERVE = 0.35  # more than three demo steps: long enough to see work that did not stop
 S = TaskState
@@ -400,3 +407,29 @@ async def test_a_task_its_api_process_never_queued_is_queued_by_a_reaper(
             await eventually(completed, 30, message="the orphan ran")
         finally:
             await store.close()
+
+
+async def test_serve_with_workers_runs_tasks_in_the_workers_it_starts(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    with Cluster(postgres_url, tmp_path) as cluster:
+        url = cluster.serve("--workers", "2", "--drain", "1")
+        (serve,) = cluster.apis
+        await eventually(lambda: cluster.registered_workers() == 2, 30, message="2 workers")
+        workers = [pid for pid in children_of(serve.pid) if b"worker" in cmdline(pid)]
+        assert len(workers) == 2
+        async with AndonClient(url) as client:
+            done = await client.send("echo from a worker")
+            assert done.status.state is S.COMPLETED
+
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+        assert [pid for pid in workers if cmdline(pid)] == [], "a worker outlived serve"
+
+
+def cmdline(pid: int) -> bytes:
+    """The command line of a live process (empty once it is gone, or a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
