@@ -433,3 +433,25 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+async def test_sigterm_drains_a_worker_then_cancels_what_is_left(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    with Cluster(postgres_url, tmp_path) as cluster:
+        url = cluster.api()
+        worker = cluster.worker("--drain", "1")
+        async with AndonClient(url) as client:
+            short = await client.send("sleep 0.5", blocking=False)
+            long = await client.send("sleep 30", blocking=False)
+            await wait_trace(cluster.trace, long.id, 1, timeout=20)
+            await wait_trace(cluster.trace, short.id, 1, timeout=20)
+
+            os.kill(worker, signal.SIGTERM)
+
+            assert cluster.workers[0].wait(60) == 0
+            finished = await client.get(short.id, history_length=0)
+            cancelled = await client.get(long.id, history_length=0)
+            assert finished.status.state is S.COMPLETED
+            assert cancelled.status.state is S.CANCELED
+            assert (cancelled.metadata or {})["andon.reason"] == "shutdown"
