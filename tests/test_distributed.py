@@ -274,7 +274,9 @@ class PrivatePostgres:
         self._pg_ctl("restart", "-m", "fast")
 
     def stop(self) -> None:
-        self._pg_ctl("stop", "-m", "immediate")
+        """Stop it (if it ever started) and remove its files."""
+        if (self.dir / "data" / "postmaster.pid").exists():
+            self._pg_ctl("stop", "-m", "immediate")
         shutil.rmtree(self.dir)
 
     def _pg_ctl(self, action: str, *args: str) -> None:
@@ -301,8 +303,8 @@ def _postgres_ids() -> tuple[int, int]:
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
     server = PrivatePostgres()
-    server.start()
     try:
+        server.start()
         yield server
     finally:
         server.stop()
