@@ -255,7 +255,10 @@ class TaskService:
         old = await self._owned(task_id, principal)
         if not old.state.terminal:
             raise UnsupportedOperation(f"task {task_id} has not ended; cancel it first")
-        first = next(e for e in await self.store.events(task_id) if e.kind == "message")
+        log = await self.store.events(task_id)
+        first = next(e for e in log if e.kind == "message")
+        # The options the task was created with, not what its run added (its stop time).
+        created = next(e for e in log if e.kind == "status").data.get("metadata") or {}
         original = Message.model_validate(first.data)
         message = original.model_copy(
             update={
@@ -265,7 +268,7 @@ class TaskService:
                 "reference_task_ids": [task_id],
             }
         )
-        options = {**old.metadata, "andon.retryOf": task_id}
+        options = {**created, "andon.retryOf": task_id}
         return await self.submit(message, Principal(old.owner, principal.role), metadata=options)
 
     # -- read --------------------------------------------------------------------------

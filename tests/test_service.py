@@ -369,7 +369,7 @@ async def test_cancel_many_by_state(service: TaskService) -> None:
 
 
 async def test_retry_of_a_cancelled_stream(service: TaskService, trace: Path) -> None:
-    old_id = await start(service, "stream 40", context_id="ctx-retry")
+    old_id = await start(service, "stream 40", context_id="ctx-retry", **{"andon.idleTimeout": 60})
     await wait_trace(trace, old_id, 3)
     cancelled = await service.cancel(old_id, USER)
     assert cancelled.status.state is TaskState.CANCELED
@@ -383,6 +383,9 @@ async def test_retry_of_a_cancelled_stream(service: TaskService, trace: Path) ->
     assert retry.context_id == "ctx-retry"
     assert retry.metadata["andon.retryOf"] == old_id
     assert retry.retry_of == old_id
+    # It keeps the options the old task was started with, not what its run recorded.
+    assert retry.metadata["andon.idleTimeout"] == 60
+    assert not {"andon.stopMs", "andon.cancelMode"} & set(retry.metadata)
     first = (await service.store.events(retry.id))[0]
     assert first.kind == "message" and first.data["referenceTaskIds"] == [old_id]
     new_task = await service.get(retry.id, USER)

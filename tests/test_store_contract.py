@@ -181,6 +181,7 @@ async def test_create_task_is_submitted_with_message_and_status_events(store: St
     ]
     assert events[0].data == message
     assert events[1].data["state"] == "submitted"
+    assert events[1].data["metadata"] == {"k": "v"}  # what the task was created with
     assert all(e.task_id == task_id for e in events)
     assert await store.get_task(task_id) == record
 

@@ -241,7 +241,9 @@ class PostgresStore(Store):
                 "input_timeout": task.input_timeout,
                 "now": now,
                 "message": json.dumps(message),
-                "status": json.dumps(status_event_data(TaskState.SUBMITTED, None, None, now)),
+                "status": json.dumps(
+                    status_event_data(TaskState.SUBMITTED, None, None, now, metadata=task.metadata)
+                ),
             },
             read=False,
         )

@@ -198,7 +198,9 @@ class SQLiteStore(Store):
                         now,
                     ),
                 ).fetchone()
-                status = status_event_data(TaskState.SUBMITTED, None, None, now)
+                status = status_event_data(
+                    TaskState.SUBMITTED, None, None, now, metadata=task.metadata
+                )
                 db.executemany(
                     "INSERT INTO events (task_id, seq, kind, data, final, created_at)"
                     " VALUES (?, ?, ?, ?, 0, ?)",
