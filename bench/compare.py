@@ -85,7 +85,7 @@ class Config:
     crowd_deadline: float = 30.0  # seconds allowed for each step of the crowd
     crowd_settle: float = 2.0  # seconds the whole crowd streams before the cancels
     memory_tasks: int = 5000
-    connections: int = 8  # concurrent connections of the crowd's cancels, the memory run
+    connections: int = 8  # concurrent connections of the memory run
     server_cpu: str = "0"
     client_cpu: int = 1
 
@@ -539,8 +539,9 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
         task_ids = list(crowd.admitted.values())
         t0 = time.perf_counter()
         answered: dict[str, int] = {}
+        # Every task's client cancels at the same moment, each on its own connection.
         done = await within(
-            cfg.crowd_deadline, cancel_all(server, task_ids, cfg.connections, answered)
+            cfg.crowd_deadline, cancel_all(server, task_ids, len(task_ids), answered)
         )
         cancel_s = time.perf_counter() - t0 if done else None
         # Streams end with their tasks: worth waiting for only once all are cancelled.

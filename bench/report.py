@@ -82,7 +82,7 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                 Row("echo_raw.cpu_ms", "`echo` → completed, server CPU time per request", "ms"),
                 Row(
                     "echo_httpx.p50",
-                    f"`echo` → completed, httpx, median , n={cfg['echo_httpx']}",
+                    f"`echo` → completed, httpx, median, n={cfg['echo_httpx']}",
                     "ms",
                 ),
                 Row("echo_httpx.p99", "`echo` → completed, httpx, p99", "ms"),
@@ -102,7 +102,7 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
             [
                 Row(
                     "crowd.admitted",
-                    f"streams admitted : first event within {cfg['crowd_deadline']:g} s",
+                    f"streams admitted: first event within {cfg['crowd_deadline']:g} s",
                 ),
                 Row("crowd.admit_s", "time until all admitted, or the deadline", "s"),
                 Row("crowd.events_per_s", "events received, all streams together", "/s"),
@@ -110,7 +110,7 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                 Row("crowd.peak_mib", "server RSS, peak", "MiB"),
                 Row(
                     "crowd.cancel_all_s",
-                    f"cancel every admitted task, {cfg['connections']} connections",
+                    "cancel every admitted task, all at once",
                     "s",
                 ),
                 Row("crowd.cancels_answered", "cancel calls answered"),
@@ -239,11 +239,15 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     others = {n: median(values(r, "crowd.peak_mib")) for n, r in results.items() if n != "andon"}
     if peak is not None and others:
         lower = all(v is None or peak < v for v in others.values())
+        admitted = {n: median(values(r, "crowd.admitted")) for n, r in results.items()}
         shown = ", ".join(
-            f"{LABELS[n]} {number(v)} MiB" for n, v in others.items() if v is not None
+            f"{LABELS[n]} {number(v)} MiB ({number(admitted[n] or 0)} streams admitted)"
+            for n, v in others.items()
+            if v is not None
         )
         out.append(
-            f"- peak RSS with the crowd of streams: {number(peak)} MiB against {shown}"
+            f"- peak RSS with the crowd of streams: {number(peak)} MiB"
+            f" ({number(admitted['andon'] or 0)} streams admitted) against {shown}"
             f" (target lower than both: {'met' if lower else 'not met'})."
         )
     return out
@@ -278,9 +282,15 @@ def render(record: dict[str, Any]) -> str:
         "its SQLite store (every event committed before it is answered or streamed) and "
         "`--max-concurrent 1000` so that the crowd runs at once as it does on a2a-sdk.",
         f"- Each cell: median over the rounds (lowest{DASH}highest round); {TIMES} andon = the "
-        "peer's median / andon's. Bindu's `message/send` answers before the work is done, "
+        "peer's median / andon's. Server CPU time is that of the server's process tree "
+        "(user + system), a figure that other load on the machine disturbs less than "
+        "latency. Bindu's `message/send` answers before the work is done, "
         "so its `echo` round trip is `message/send` then `tasks/get` polled back to back "
         "until `completed`.",
+        f"- The crowd: {cfg['crowd']:,} streams of `sleep 120` opened at once (each task "
+        "emits a progress event every 0.1 s), then, after "
+        f"{cfg['crowd_settle']:g} s, every admitted task's cancel sent at once, each on its "
+        "own connection. RSS is summed over the server's process tree, sampled every 0.1 s.",
         "",
     ]
     for title, spec in rows(cfg):
