@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 
 from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import Message
@@ -49,3 +50,13 @@ class Dispatcher(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise unless tasks can be handed to workers now (a readiness probe)."""
+
+
+async def set_within(event: asyncio.Event, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for `event`; whether it was set."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections import deque
 
-from andon.dispatch.base import Dispatcher
+from andon.dispatch.base import Dispatcher, set_within
 from andon.protocol.types import Message
 from andon.runtime.scope import CancelMode
 from andon.runtime.supervisor import Supervisor
@@ -122,9 +122,4 @@ class LocalDispatcher(Dispatcher):
             raise RuntimeError("local dispatch is not running")
 
     async def wait_idle(self, timeout: float) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await set_within(self._idle, timeout)

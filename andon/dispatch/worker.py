@@ -33,6 +33,7 @@ from procrastinate.manager import JobManager, get_channel_for_queues
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
+from andon.dispatch.base import set_within
 from andon.dispatch.leases import Leases
 from andon.protocol.types import ACTIVE_STATES, FailReason, Message, TaskState
 from andon.runtime.scope import CancelMode, requested_mode
@@ -151,12 +152,7 @@ class QueueWorker:
             raise RuntimeError("this worker takes no jobs")
 
     async def wait_idle(self, timeout: float) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await set_within(self._idle, timeout)
 
     # -- taking jobs -------------------------------------------------------------------
 
