@@ -3,6 +3,7 @@
     make bench                                   # = .venv/bin/python -m bench.compare
     .venv/bin/python -m bench.compare --quick    # small counts, one round: a smoke run
     .venv/bin/python -m bench.compare --servers andon,a2a-sdk --rounds 3
+    .venv/bin/python -m bench.compare --from-json bench/results/compare-….json  # re-render
 
 Every server runs the same demo agent (bench/peers/README.md) pinned to one CPU with
 `taskset`; this client runs pinned to another. Rounds alternate the servers (the order
@@ -709,7 +710,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--json", help="raw figures (default bench/results/compare-*.json)")
     parser.add_argument("--note", default="", help="a line about the machine's load")
+    parser.add_argument("--from-json", help="measure nothing: write the section from a record")
     args = parser.parse_args(argv)
+    if args.from_json:
+        section = render(json.loads(Path(args.from_json).read_text()))
+        write_section(Path(args.out), section)
+        print(section)
+        return
     cfg = QUICK if args.quick else Config()
     if args.rounds:
         cfg = dataclasses.replace(cfg, rounds=args.rounds)
