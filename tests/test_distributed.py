@@ -27,7 +27,7 @@ from andon.client.api import StreamEvent
 from andon.client.errors import TaskNotCancelable
 from andon.database import upgrade
 from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent, new_id
-from andon.runtime.processes import live_members
+from andon.runtime.keeper import live_members
 from andon.store.base import Event, NewTask
 from andon.store.postgres import PostgresStore
 from tests.cluster import Cluster, free_port

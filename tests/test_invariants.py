@@ -121,7 +121,7 @@ async def test_cancel_kills_the_whole_process_group(service: TaskService) -> Non
 
 
 def _group_members(pgid: int) -> list[int]:
-    from andon.runtime.processes import live_members
+    from andon.runtime.keeper import live_members
 
     return live_members(pgid)
 

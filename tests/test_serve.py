@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from andon.protocol.types import TaskState
-from andon.runtime.processes import live_members
+from andon.runtime.keeper import live_members
 from andon.store.sqlite import SQLiteStore
 from tests.helpers import children_of, process_group_alive
 

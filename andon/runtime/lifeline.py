@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 log = logging.getLogger("andon.runtime")
+KEEPER = Path(__file__).with_name("keeper.py")
 
 
 class Lifeline:
@@ -38,7 +38,8 @@ class Lifeline:
 
     def start(self) -> None:
         self._keeper = subprocess.Popen(
-            [sys.executable, "-m", "andon.runtime.keeper", str(self.grace)],
+            # As a script, not a module of the package: the keeper imports no andon.
+            [sys.executable, "-E", "-s", str(KEEPER), str(self.grace)],
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
@@ -81,26 +82,3 @@ class Lifeline:
             keeper.stdin.close()
             keeper.wait()
             self.start()
-
-
-def keep(grace: float) -> None:
-    """The keeper's body: track groups from stdin; at end-of-file, end those left."""
-    from andon.runtime.processes import group_alive, signal_group
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    groups: set[int] = set()
-    for line in sys.stdin.buffer:
-        sign, pgid = line[:1], int(line[1:])
-        if sign == b"+":
-            groups.add(pgid)
-        else:
-            groups.discard(pgid)
-    for pgid in groups:
-        signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while groups and time.monotonic() < deadline:
-        groups = {pgid for pgid in groups if group_alive(pgid)}
-        time.sleep(0.02)
-    for pgid in groups:
-        signal_group(pgid, signal.SIGKILL)

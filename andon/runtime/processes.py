@@ -4,49 +4,15 @@ group, and teardown signals the whole group (SIGTERM, grace, SIGKILL)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import time
 from dataclasses import dataclass, field
 
+from andon.runtime.keeper import group_alive, signal_group
 from andon.runtime.lifeline import Lifeline
 
 _POLL_FIRST = 0.0005
 _POLL_MAX = 0.02
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is left in the group.
-
-    `killpg(pgid, 0)` also succeeds for zombies that nobody reaped (in a container the
-    init process may never reap orphans), so a hit is confirmed from /proc: first the
-    leader alone (one small read), the whole process table only once the leader is
-    gone. A full scan on every poll was slow on the loop while a busy thread held
-    the GIL.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _live_member(pgid, pgid) or bool(live_members(pgid))
-
-
-def _live_member(pid: int, pgid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
-
-
-def live_members(pgid: int) -> list[int]:
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _live_member(int(e), pgid)]
 
 
 async def wait_group_gone(pgid: int, timeout: float) -> bool:
@@ -111,8 +77,3 @@ class ProcessGroups:
                 self.lifeline.release(pgid)
         self.groups.clear()
         return survivors
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
