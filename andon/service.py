@@ -255,10 +255,10 @@ class TaskService:
         old = await self._owned(task_id, principal)
         if not old.state.terminal:
             raise UnsupportedOperation(f"task {task_id} has not ended; cancel it first")
-        log = await self.store.events(task_id)
-        first = next(e for e in log if e.kind == "message")
+        events = await self.store.events(task_id)
+        first = next(e for e in events if e.kind == "message")
         # The options the task was created with, not what its run added (its stop time).
-        created = next(e for e in log if e.kind == "status").data.get("metadata") or {}
+        created = next(e for e in events if e.kind == "status").data.get("metadata") or {}
         original = Message.model_validate(first.data)
         message = original.model_copy(
             update={
