@@ -560,8 +560,11 @@ async def test_tasks_over_the_limit_start_in_order(
             events = await svc.store.events(task_id)
             began = next(e.created_at for e in events if e.data.get("state") == "working")
             spans.append((began, events[-1].created_at))
-        starts = [began for began, _ in spans]
-        assert starts == sorted(starts)  # first in, first started
+        # First in, first started: tasks that start together (one freed slot each) may
+        # stamp their start in either order, so a task's start rank may differ from its
+        # submit rank by less than the number of slots, never more.
+        by_start = sorted(range(len(ids)), key=lambda i: spans[i][0])
+        assert all(abs(rank - i) < 2 for rank, i in enumerate(by_start)), by_start
         for began, _ in spans:
             at_once = sum(1 for b, e in spans if b <= began < e)
             assert at_once <= 2, f"{at_once} tasks ran at once"
