@@ -45,9 +45,8 @@ class Telemetry(Observer):
         logs.fact(
             log,
             "task.state",
-            task=record.id,
-            context=record.context_id,
-            principal=record.owner,
+            logging.INFO,
+            **_whose(record),
             state=state,
             prior=record.prior_state.value if record.prior_state else None,
             reason=reason,
@@ -94,9 +93,7 @@ class Telemetry(Observer):
                 log,
                 "task.survivors",
                 logging.ERROR,
-                task=record.id,
-                context=record.context_id,
-                principal=record.owner,
+                **_whose(record),
                 reason=reason,
                 survivors="; ".join(report.survivors),
             )
@@ -107,8 +104,11 @@ class Telemetry(Observer):
             log,
             "task.killed",
             logging.WARNING,
-            task=record.id,
-            context=record.context_id,
-            principal=record.owner,
+            **_whose(record),
             process_groups=count,
         )
+
+
+def _whose(record: TaskRecord) -> dict[str, str]:
+    """What names a task in its log lines: its id, its context and the principal it is for."""
+    return {"task": record.id, "context": record.context_id, "principal": record.owner}
