@@ -1,6 +1,6 @@
 """andon: serve Python agents over A2A, where cancel means stop."""
 
-from andon.node import open_service
+from andon.node.parts import open_service
 from andon.runtime.agent import Agent, Skill
 from andon.runtime.context import (
     CommandFailed,

@@ -78,13 +78,13 @@ def serve(
     itself unless --workers or --no-worker leave them to `andon worker` processes.
     """
     from andon.dispatch.queue import QueueSettings
-    from andon.logs import configure as configure_logging
-    from andon.node import is_distributed
+    from andon.node.parts import is_distributed
+    from andon.node.serve import ServeOptions, is_loopback, load_agent
+    from andon.node.serve import serve as run
+    from andon.node.worker import WorkerProcesses
     from andon.runtime.supervisor import RuntimeSettings
-    from andon.serve import ServeOptions, is_loopback, load_agent
-    from andon.serve import serve as run
     from andon.service import ServiceSettings
-    from andon.worker import WorkerProcesses
+    from andon.telemetry.logs import configure as configure_logging
 
     try:
         configure_logging(log_level, log_format)
@@ -154,12 +154,12 @@ def worker(
     """Run tasks of a distributed andon: take them from the database's queue, run them,
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
     from andon.dispatch.queue import QueueSettings
-    from andon.logs import configure as configure_logging
-    from andon.node import is_distributed
+    from andon.node.parts import is_distributed
+    from andon.node.serve import load_agent
+    from andon.node.worker import WorkerOptions, work
     from andon.runtime.supervisor import RuntimeSettings
-    from andon.serve import load_agent
     from andon.service import ServiceSettings
-    from andon.worker import WorkerOptions, work
+    from andon.telemetry.logs import configure as configure_logging
 
     try:
         configure_logging(log_level, log_format)
@@ -218,7 +218,7 @@ def db_upgrade(
 
     import psycopg
 
-    from andon.database import upgrade
+    from andon.node.database import upgrade
     from andon.store.pg_schema import redact
 
     try:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from andon import tracing
 from andon.dispatch.base import Dispatcher
 from andon.protocol.errors import (
     InvalidParams,
@@ -38,7 +37,8 @@ from andon.protocol.types import (
 )
 from andon.runtime.scope import CANCEL_MODE, CancelMode
 from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
-from andon.telemetry import Telemetry
+from andon.telemetry import tracing
+from andon.telemetry.hub import Telemetry
 
 log = logging.getLogger("andon.service")
 

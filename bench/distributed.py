@@ -29,7 +29,7 @@ from psycopg import sql
 from andon.agents.demo import agent
 from andon.client import AndonClient
 from andon.dispatch.queue import QueueDispatcher
-from andon.node import Node
+from andon.node.parts import Node
 from andon.protocol.types import Role, TaskState, text_message
 from andon.service import Principal
 from andon.store.postgres import PostgresStore

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from andon.database import upgrade
+from andon.node.database import upgrade
 from andon.protocol.types import TaskState, new_id
 from andon.store import open_store
 from andon.store.base import NewTask, Store

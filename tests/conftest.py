@@ -12,7 +12,7 @@ import pytest
 
 from andon import RuntimeSettings, ServiceSettings, TaskService, open_service
 from andon.agents.demo import agent as demo_agent
-from andon.database import upgrade
+from andon.node.database import upgrade
 
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 

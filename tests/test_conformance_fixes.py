@@ -321,7 +321,7 @@ async def test_0_3_rest_speaks_protojson(client: httpx.AsyncClient) -> None:
 
 
 async def test_tck_agent_plays_its_scenarios(tmp_path: Path) -> None:
-    from andon.serve import load_agent
+    from andon.node.serve import load_agent
 
     tck = load_agent(str(Path(__file__).parent.parent / "examples/tck_agent.py") + ":agent")
     async with andon.open_service(tck, str(tmp_path / "andon.sqlite")) as service:

@@ -25,7 +25,7 @@ import pytest
 from andon.client import AndonClient
 from andon.client.api import StreamEvent
 from andon.client.errors import TaskNotCancelable
-from andon.database import upgrade
+from andon.node.database import upgrade
 from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent, new_id
 from andon.runtime.keeper import live_members
 from andon.store.base import Event, NewTask

@@ -26,7 +26,7 @@ from andon import (
     TaskService,
     open_service,
 )
-from andon.node import is_distributed
+from andon.node.parts import is_distributed
 from andon.protocol.errors import TaskNotCancelable
 from andon.protocol.types import TaskState
 from andon.store.base import Event

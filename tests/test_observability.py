@@ -24,12 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import andon
 from andon.agents.demo import agent as demo_agent
-from andon.logs import JSONFormatter
 from andon.protocol.types import TaskState
 from andon.server.app import ServerConfig, create_app
 from andon.service import TaskService
 from andon.store.base import NewTask
 from andon.store.sqlite import SQLiteStore
+from andon.telemetry.logs import JSONFormatter
 from tests.conftest import FAST_RUNTIME
 from tests.helpers import eventually
 from tests.test_serve import HEADERS, send, start, state_of, wait_for

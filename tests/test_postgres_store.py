@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from andon.cli import app
-from andon.database import QUEUE_SCHEMA, upgrade
+from andon.node.database import QUEUE_SCHEMA, upgrade
 from andon.protocol.types import TaskState, new_id
 from andon.store import open_store, pg_events, pg_schema
 from andon.store.base import Event, NewTask

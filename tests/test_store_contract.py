@@ -18,13 +18,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from andon.observe import Observer
 from andon.protocol.types import TaskState, new_id
 from andon.store import pg_schema
 from andon.store.base import Event, NewTask, Store, TaskRecord
 from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
 from andon.store.postgres import PostgresStore
 from andon.store.sqlite import MIGRATIONS, SQLiteStore
+from andon.telemetry.observe import Observer
 from tests.helpers import eventually, user_text
 
 S = TaskState

@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 import asyncio
 
-from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import Message
 from andon.runtime.scope import CancelMode
+from andon.telemetry.observe import NO_OBSERVER, Observer
 
 
 class Dispatcher(abc.ABC):

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from andon import tracing
-from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import (
     CancelReason,
     FailReason,
@@ -29,6 +27,8 @@ from andon.runtime.context import DIRECT_REPLY, SyncTaskContext, TaskContext, Ta
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.scope import CancelMode, CancelScope, TaskCancelled, requested_mode
 from andon.store.base import Store, TaskRecord
+from andon.telemetry import tracing
+from andon.telemetry.observe import NO_OBSERVER, Observer
 
 log = logging.getLogger("andon.runtime")
 

@@ -12,11 +12,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from andon import tracing
 from andon.protocol.wire import Method
 from andon.server.http import json_response
 from andon.server.streams import Subscribers
 from andon.service import TaskService
+from andon.telemetry import tracing
 
 log = logging.getLogger("andon.server")
 

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, LiteralString
 
-from andon.observe import NO_OBSERVER, Observer
 from andon.protocol.types import Artifact, TaskState
+from andon.telemetry.observe import NO_OBSERVER, Observer
 
 EventKind = Literal["status", "progress", "artifact", "message"]
 

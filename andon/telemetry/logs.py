@@ -11,7 +11,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from andon import tracing
+from andon.telemetry import tracing
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

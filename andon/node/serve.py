@@ -17,15 +17,15 @@ from typing import Any
 
 import uvicorn
 
-from andon import tracing
 from andon.dispatch.queue import QueueSettings
-from andon.node import Node
+from andon.node.parts import Node
+from andon.node.worker import WorkerProcesses
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings
 from andon.server.app import ServerConfig, create_app
 from andon.service import ServiceSettings
-from andon.worker import WorkerProcesses
+from andon.telemetry import tracing
 
 log = logging.getLogger("andon")
 

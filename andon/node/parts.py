@@ -20,7 +20,7 @@ from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings, Supervisor
 from andon.service import ServiceSettings, TaskService
 from andon.store import open_store
-from andon.telemetry import Telemetry
+from andon.telemetry.hub import Telemetry
 
 if TYPE_CHECKING:
     from andon.dispatch.queue import QueueSettings

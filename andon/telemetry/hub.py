@@ -1,16 +1,16 @@
-"""What andon does with each fact the layers report (andon.observe): count it in the
+"""What andon does with each fact the layers report (andon.telemetry.observe): count it in the
 instance's Prometheus metrics, write its log line, mark it on the current span."""
 
 from __future__ import annotations
 
 import logging
 
-from andon import logs, tracing
-from andon.metrics import Metrics, reason_label
-from andon.observe import Observer
 from andon.protocol.types import TaskState
 from andon.runtime.supervisor import StopReport
 from andon.store.base import TaskRecord
+from andon.telemetry import logs, tracing
+from andon.telemetry.metrics import Metrics, reason_label
+from andon.telemetry.observe import Observer
 
 log = logging.getLogger("andon.tasks")
 

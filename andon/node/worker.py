@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from andon import tracing
 from andon.dispatch.queue import QueueSettings
-from andon.node import Node
+from andon.node.parts import Node
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings
 from andon.server.monitoring import monitoring_routes
 from andon.server.streams import Subscribers
 from andon.service import ServiceSettings
+from andon.telemetry import tracing
 
 log = logging.getLogger("andon")
 
