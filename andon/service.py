@@ -35,6 +35,7 @@ from andon.protocol.types import (
     TaskStatus,
     new_id,
 )
+from andon.runtime.agent import SKILL_KEY, UnknownSkill
 from andon.runtime.scope import CANCEL_MODE, CancelMode
 from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
 from andon.telemetry import tracing
@@ -101,11 +102,16 @@ class TaskService:
         dispatcher: Dispatcher,
         settings: ServiceSettings | None = None,
         telemetry: Telemetry | None = None,
+        *,
+        skills: Sequence[str] = (),
     ) -> None:
+        """`skills`: the ids of the agent's skills, so that a task asking for another
+        (`andon.skill`) is refused when it is submitted, not failed later."""
         self.store = store
         self.dispatcher = dispatcher
         self.settings = settings or ServiceSettings()
         self.telemetry = telemetry or Telemetry()
+        self.skills = tuple(skills)
         self._accepting = False
 
     # -- life cycle ------------------------------------------------------------------
@@ -170,6 +176,7 @@ class TaskService:
         if message.task_id:
             return await self.answer(message.task_id, principal, message)
         options = {**(message.metadata or {}), **(metadata or {})}
+        self._check_skill(options.get(SKILL_KEY))
         # The request's trace context, for the attempt wherever it runs (a retry's
         # copied metadata holds the old task's: this request's replaces it).
         options.pop(tracing.CARRIER_KEY, None)
@@ -216,6 +223,12 @@ class TaskService:
             task_id, conversation(record), serial=policy is ContextPolicy.ENQUEUE
         )
         return record
+
+    def _check_skill(self, wanted: object) -> None:
+        if wanted is None or not self.skills:
+            return
+        if not isinstance(wanted, str) or wanted not in self.skills:
+            raise InvalidParams(str(UnknownSkill(wanted, self.skills)))
 
     async def _unfinished_in(self, record: TaskRecord) -> list[TaskRecord]:
         """The unfinished tasks of the record's conversation: its owner's, in its context."""

@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Locator, Page, Request, expect, sync_pl
 
 from tests.chromium import launch
 from tests.test_client import AndonServer, Proxy, steady
+from tests.test_skills import SKILLED
 
 pytestmark = pytest.mark.browser
 
@@ -114,7 +115,30 @@ def test_the_page_is_served_at_root_and_loads_nothing_from_elsewhere(
     task_id = tab.send("echo hello from the page")
     expect(tab.entry(task_id)).to_have_attribute("data-state", "completed")
     expect(tab.entry(task_id).locator(".response")).to_have_text("hello from the page")
+    expect(tab.page.get_by_label("Skill")).to_be_hidden()  # one skill: nothing to pick
     assert {request.url.split("/")[2] for request in tab.requests} == {server.url.split("/")[2]}
+
+
+def test_the_skill_picker_lists_the_cards_skills_and_chooses_the_skill(
+    browser: Browser, sessions: list[Session], tmp_path: Path
+) -> None:
+    with AndonServer(tmp_path, str(SKILLED)) as skilled:
+        tab = open_page(sessions, browser, skilled.url + "/")
+        picker = tab.page.get_by_label("Skill")
+        expect(picker.locator("option")).to_have_text(
+            ["Greeting (greet)", "Shouting (shout)", "wait"]
+        )
+        expect(tab.page.locator("#examples .example")).to_have_text(["Ada"])
+        picker.select_option("shout")
+        expect(tab.page.locator("#skill-description")).to_have_text("Repeats the text in capitals")
+        expect(tab.page.locator("#examples .example")).to_have_text(["quiet please"])
+        shouted = tab.send("hi there")
+        expect(tab.entry(shouted).locator(".response")).to_have_text("shout: HI THERE")
+        picker.select_option("greet")
+        greeted = tab.send("Ada")
+        expect(tab.entry(greeted).locator(".response")).to_have_text("greet: hello Ada")
+        stored = skilled.client.get(shouted)
+        assert (stored.metadata or {})["andon.skill"] == "shout"
 
 
 # -- cancel -----------------------------------------------------------------------------

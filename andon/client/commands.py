@@ -202,6 +202,14 @@ def send(
         str | None,
         typer.Option(help="Answer this task (waiting in input-required)", show_default=False),
     ] = None,
+    skill: Annotated[
+        str | None,
+        typer.Option(
+            help="The agent's skill that serves the task (default: its first; "
+            "the agent card lists them)",
+            show_default=False,
+        ),
+    ] = None,
     stream: Stream = True,
     timeout: Annotated[
         float | None,
@@ -226,7 +234,12 @@ def send(
     policy = _policy(on_disconnect)
     if timeout is not None and timeout <= 0:
         raise typer.BadParameter("must be a positive number of seconds", param_hint="--timeout")
-    metadata = {"andon.timeout": timeout} if timeout is not None else None
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options["andon.timeout"] = timeout
+    if skill is not None:
+        options["andon.skill"] = skill
+    metadata = options or None
 
     async def command(client: AndonClient) -> int:
         questions: Questions = "stop" if no_input else "ask"

@@ -68,7 +68,9 @@ class Node:
         else:
             raise ValueError("embedded mode runs its tasks itself: it cannot go without a worker")
         dispatcher.observer = telemetry
-        self.service = TaskService(self.store, dispatcher, settings, telemetry)
+        self.service = TaskService(
+            self.store, dispatcher, settings, telemetry, skills=agent.skill_ids
+        )
         if self.supervisor is not None:
             self.supervisor.set_cancel_requester(self.service.request_cancel)
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from andon.protocol.types import Message
 from andon.protocol.wire import Version
 
 Handler = Callable[..., Any]
+
+SKILL_KEY = "andon.skill"
+"""Metadata key naming the skill that serves a task (the message's or the request's)."""
+
+
+class UnknownSkill(LookupError):
+    """A task asked for a skill the agent does not have."""
+
+    def __init__(self, wanted: object, known: Sequence[str]) -> None:
+        self.wanted = wanted
+        self.known = tuple(known)
+        names = ", ".join(known) or "none"
+        super().__init__(f"unknown skill {wanted!r}: this agent's skills are {names}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +39,9 @@ class Agent:
     """An agent served by andon.
 
     Handlers are `async def f(ctx: TaskContext)` or plain `def f(ctx: SyncTaskContext)`
-    (run in a thread). A message picks its skill with the metadata key `andon.skill`;
-    otherwise the first skill serves it.
+    (run in a thread). A task picks its skill with the metadata key `andon.skill`, in
+    the message's metadata or the request's (the request's wins); without it the first
+    skill serves it. A skill it does not have is refused when the task is submitted.
 
     `a2a_versions` are the A2A versions the agent is served in: its card lists only
     their interfaces, and a request in another version answers VersionNotSupported.
@@ -77,11 +90,19 @@ class Agent:
 
         return register
 
-    def route(self, message: Message) -> Skill:
+    @property
+    def skill_ids(self) -> tuple[str, ...]:
+        return tuple(skill.id for skill in self.skills)
+
+    def route(self, metadata: Mapping[str, Any]) -> Skill:
+        """The skill a task's metadata names, else the first. UnknownSkill when it names
+        one this agent lacks (a worker serving another version of the agent)."""
         if not self.skills:
             raise LookupError(f"agent {self.name!r} has no skills")
-        wanted = (message.metadata or {}).get("andon.skill")
+        wanted = metadata.get(SKILL_KEY)
+        if wanted is None:
+            return self.skills[0]
         for skill in self.skills:
             if skill.id == wanted:
                 return skill
-        return self.skills[0]
+        raise UnknownSkill(wanted, self.skill_ids)

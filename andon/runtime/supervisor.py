@@ -199,7 +199,7 @@ class Supervisor:
                 watchdog.cancel()
 
     async def _call_agent(self, attempt: Attempt) -> Any:
-        handler = self.agent.route(attempt.ctx.message).handler
+        handler = self.agent.route(attempt.ctx.metadata).handler
         if inspect.iscoroutinefunction(handler):
             return await handler(attempt.ctx)
         return await attempt.ctx.to_thread(handler, SyncTaskContext(attempt.ctx))

@@ -206,7 +206,10 @@ function startFollowing(model, first = null) {
 function send(text) {
   const message = { messageId: newId(), role: "ROLE_USER", parts: [{ text }] };
   if (contextId) message.contextId = contextId;
-  startFollowing(null, { path: "/message:stream", body: { message } });
+  const body = { message };
+  const skill = $("skill-select").value;
+  if (skill) body.metadata = { "andon.skill": skill };
+  startFollowing(null, { path: "/message:stream", body });
 }
 
 function answer(model, text) {
@@ -324,29 +327,53 @@ function useToken(token) {
   poll();
 }
 
+let skills = []; // the agent card's skills
+
+/** The skill picker (when the agent has more than one skill) and the examples of the
+ *  skill picked (of every skill when there is no choice). */
+function showSkills() {
+  const select = $("skill-select");
+  const chosen = skills.find((s) => s.id === select.value);
+  $("skill-box").hidden = skills.length < 2;
+  $("skill-description").textContent = chosen ? chosen.description || "" : "";
+  const examples = (chosen ? [chosen] : skills).flatMap((s) => s.examples || []).slice(0, 6);
+  const box = $("examples");
+  box.replaceChildren();
+  if (!examples.length) return;
+  box.append("Try: ");
+  examples.forEach((example, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "example";
+    button.textContent = example;
+    button.addEventListener("click", () => {
+      const text = $("composer-text");
+      text.value = example;
+      text.focus();
+    });
+    box.append(button, i < examples.length - 1 ? " " : "");
+  });
+}
+
 async function showAgent() {
   try {
     const card = await api.get("/.well-known/agent-card.json");
     $("agent-name").textContent = card.name || "";
     document.title = card.name ? `${card.name} · andon` : "andon";
-    const examples = (card.skills || []).flatMap((s) => s.examples || []).slice(0, 6);
-    if (!examples.length) return;
-    const box = $("examples");
-    box.append("Try: ");
-    examples.forEach((example, i) => {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "example";
-      button.textContent = example;
-      button.addEventListener("click", () => {
-        const text = $("composer-text");
-        text.value = example;
-        text.focus();
-      });
-      box.append(button, i < examples.length - 1 ? " " : "");
-    });
+    skills = (card.skills || []).filter((s) => s && typeof s.id === "string");
+    const select = $("skill-select");
+    select.replaceChildren(
+      ...skills.map((s) => {
+        const option = document.createElement("option");
+        option.value = s.id;
+        option.textContent = s.name && s.name !== s.id ? `${s.name} (${s.id})` : s.id;
+        return option;
+      }),
+    );
+    if (skills.length < 2) select.value = "";
+    showSkills();
   } catch {
-    // The page works without the card; it only names the agent and its examples.
+    // The page works without the card; it only names the agent, its skills and examples.
   }
 }
 
@@ -404,6 +431,7 @@ $("new-conversation").addEventListener("click", () => {
   $("composer-text").focus();
 });
 $("cancel-all").addEventListener("click", cancelConversation);
+$("skill-select").addEventListener("change", showSkills);
 $("state-filter").addEventListener("change", poll);
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();
