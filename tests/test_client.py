@@ -30,9 +30,12 @@ from andon.client import (
     UnsupportedOperation,
     VersionNotSupported,
 )
-from andon.client.errors import RemoteError, remote_error
+from andon.client.api import BINDINGS
+from andon.client.discover import choose, discover
+from andon.client.errors import ProtocolError, RemoteError, remote_error
 from andon.client.sse import ServerEvent, read_events
 from andon.protocol.types import Task, TaskArtifactUpdateEvent, TaskState, TaskStatusUpdateEvent
+from andon.protocol.wire import Version
 
 # -- helpers (also used by test_cli.py) ------------------------------------------------
 
@@ -192,9 +195,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AndonServer]:
         yield served
 
 
-@pytest.fixture(params=["1.0", "0.3"])
+@pytest.fixture(params=[(v, b) for b in BINDINGS for v in ("1.0", "0.3")], ids="-".join)
 async def client(request: pytest.FixtureRequest, server: AndonServer) -> AsyncIterator[AndonClient]:
-    async with AndonClient(server.url, version=request.param) as speaking:
+    version, binding = request.param
+    async with AndonClient(server.url, version=version, binding=binding) as speaking:
         yield speaking
 
 
@@ -255,10 +259,11 @@ async def test_an_unreachable_server_is_named_with_its_url() -> None:
 
 
 async def test_send_get_list_answer_and_retry(client: AndonClient, server: AndonServer) -> None:
-    done = await client.send("echo hello", context_id=f"ctx-{client.version}")
+    context = f"ctx-{client.version}-{client.binding}"
+    done = await client.send("echo hello", context_id=context)
     assert done.status.state is TaskState.COMPLETED
     assert (await client.get(done.id)).status.message.text == "hello"  # type: ignore[union-attr]
-    listed = await client.list(context_id=f"ctx-{client.version}")
+    listed = await client.list(context_id=context)
     assert [t.id for t in listed.tasks] == [done.id]
 
     asking = await client.send("ask your name?")
@@ -427,3 +432,46 @@ async def test_a_token_server_wants_a_token(tmp_path: Path) -> None:
             assert raised.value.token_given
         async with AndonClient(served.url, token="s3cret") as alice:
             assert (await alice.send("echo hi")).status.state is TaskState.COMPLETED
+
+
+async def test_discover_reads_the_card_and_chooses_1_0_and_json_rpc_first(
+    server: AndonServer,
+) -> None:
+    found = await discover(server.url)
+    assert (found.version, found.binding, found.url.rstrip("/")) == (
+        Version.V1_0,
+        "jsonrpc",
+        server.url,
+    )
+    rest_03 = await discover(server.url, version="0.3", binding="http+json")
+    assert (rest_03.version, rest_03.binding) == (Version.V0_3, "http+json")
+    async with rest_03.client() as speaking:
+        assert (await speaking.send("echo via the card")).status.state is TaskState.COMPLETED
+
+
+def test_choose_reads_a_0_3_card_and_refuses_a_card_with_nothing_it_speaks() -> None:
+    legacy = {
+        "name": "old",
+        "protocolVersion": "0.3.0",
+        "url": "http://old.example/rpc",
+        "preferredTransport": "GRPC",
+        "additionalInterfaces": [
+            {"url": "http://old.example/rpc", "transport": "GRPC"},
+            {"url": "http://old.example/rest", "transport": "HTTP+JSON"},
+        ],
+    }
+    chosen = choose(legacy)
+    assert (chosen.url, chosen.version, chosen.binding, chosen.agent) == (
+        "http://old.example/rest",
+        Version.V0_3,
+        "http+json",
+        "old",
+    )
+    grpc_only = {
+        "name": "g",
+        "supportedInterfaces": [
+            {"url": "http://g", "protocolBinding": "GRPC", "protocolVersion": "1.0"}
+        ],
+    }
+    with pytest.raises(ProtocolError, match="lists no interface"):
+        choose(grpc_only)

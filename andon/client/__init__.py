@@ -17,6 +17,7 @@ from andon.client.api import (
     StreamEvent,
     user_message,
 )
+from andon.client.discover import Interface, choose, discover
 from andon.client.errors import (
     ClientError,
     InvalidParams,
@@ -40,6 +41,7 @@ __all__ = [
     "Client",
     "ClientError",
     "EventStream",
+    "Interface",
     "InvalidParams",
     "MethodNotFound",
     "ProtocolError",
@@ -52,5 +54,7 @@ __all__ = [
     "Unauthorized",
     "UnsupportedOperation",
     "VersionNotSupported",
+    "choose",
+    "discover",
     "user_message",
 ]

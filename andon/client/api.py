@@ -1,6 +1,6 @@
-"""The async andon client: A2A JSON-RPC over httpx, with andon's extensions (cancel
-reason and wait, cancel many, retry, disconnect policy) and streams that resume after
-a dropped connection.
+"""The async andon client: A2A over httpx (JSON-RPC, or the HTTP+JSON binding), with
+andon's extensions (cancel reason and wait, cancel many, retry, disconnect policy) and
+streams that resume after a dropped connection.
 
 Requests and results go through the protocol codecs (andon.protocol), so the client
 speaks A2A 1.0 or 0.3 with the same canonical models the server uses.
@@ -23,6 +23,7 @@ from pydantic_core import from_json, to_json
 
 from andon.client.errors import (
     ProtocolError,
+    RemoteError,
     ServerUnreachable,
     StreamLost,
     Unauthorized,
@@ -59,6 +60,22 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 DISCONNECT_HEADER = "X-Andon-On-Disconnect"
 DISCONNECT_POLICIES = ("continue", "cancel", "cancel-when-orphaned=SECONDS")
+
+Binding = Literal["jsonrpc", "http+json"]
+BINDINGS: tuple[Binding, ...] = ("jsonrpc", "http+json")
+
+# The HTTP+JSON binding's route of each method ({id}: the task), below `/v1` in A2A 0.3.
+REST_ROUTES: dict[Method, tuple[str, str]] = {
+    Method.SEND: ("POST", "/message:send"),
+    Method.STREAM: ("POST", "/message:stream"),
+    Method.GET: ("GET", "/tasks/{id}"),
+    Method.LIST: ("GET", "/tasks"),
+    Method.CANCEL: ("POST", "/tasks/{id}:cancel"),
+    Method.SUBSCRIBE: ("POST", "/tasks/{id}:subscribe"),
+    Method.CANCEL_MANY: ("POST", "/tasks:cancel"),
+    Method.RETRY: ("POST", "/tasks/{id}:retry"),
+}
+_ERROR_REASONS = {cls.reason: cls.code for cls in a2a.A2AError.__subclasses__()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +158,8 @@ class _Dropped(Exception):
 class AndonClient:
     """Talks to one andon (or any A2A) server.
 
-    `version` is the A2A version spoken (`1.0`, or `0.3`). A dropped stream is
+    `version` is the A2A version spoken (`1.0`, or `0.3`), `binding` the transport
+    (`jsonrpc`, or `http+json` with `url` the binding's base URL). A dropped stream is
     resumed with `Last-Event-ID`, up to `reconnect_attempts` times in a row, waiting
     `backoff` seconds, doubled each time up to `max_backoff`. `stream_idle` is how long a
     stream may stay silent (the server sends a keep-alive every 15 s) before it is taken
@@ -154,6 +172,7 @@ class AndonClient:
         token: str | None = None,
         version: str = "1.0",
         *,
+        binding: Binding = "jsonrpc",
         timeout: float = 30.0,
         reconnect_attempts: int = 6,
         backoff: float = 0.2,
@@ -165,9 +184,13 @@ class AndonClient:
             self.version = Version(version)
         except ValueError:
             raise ValueError(f"A2A version must be 1.0 or 0.3, not {version!r}") from None
+        if binding not in BINDINGS:
+            raise ValueError(f"binding must be jsonrpc or http+json, not {binding!r}")
         self.url = url
         self.token = token
-        self.codec = codec_for(self.version)
+        self.binding = binding
+        self.rest = binding == "http+json"
+        self.codec = codec_for(self.version, rest=self.rest)
         self.timeout = timeout
         self.reconnect_attempts = reconnect_attempts
         self.backoff = backoff
@@ -433,14 +456,33 @@ class AndonClient:
         """A JSON-RPC call's `result`; its error as a RemoteError. `read`: how long the
         answer may take (None: as long as the server takes; its waits are bounded)."""
         wait = self.timeout if read == "default" else read
-        response = await self._request("POST", self.url, self._body(method, params), wait)
+        verb, url, body = self._route(method, params)
+        response = await self._request(verb, url, body, wait)
         self._check_status(response)
         message = self._json(response)
+        if self.rest:
+            if response.status_code >= 400 or (isinstance(message, dict) and "error" in message):
+                raise rest_error(message, response.status_code)
+            return message
         if not isinstance(message, dict) or ("result" not in message and "error" not in message):
             raise ProtocolError(f"{self.url} did not answer a JSON-RPC response")
         if "error" in message:
             raise remote_error(message["error"])
         return message["result"]
+
+    def _route(self, method: Method, params: Params) -> tuple[str, str, bytes | None]:
+        """The HTTP verb, URL and body of a call in this client's binding."""
+        if not self.rest:
+            return "POST", self.url, self._body(method, params)
+        verb, path = REST_ROUTES[method]
+        wire = self.codec.encode_params(params)
+        task_id = str(wire.pop("id", ""))
+        prefix = "/v1" if self.version is Version.V0_3 else ""
+        url = self.url.rstrip("/") + prefix + path.format(id=task_id)
+        if verb == "GET":
+            query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in wire.items()}
+            return verb, str(httpx.URL(url, params=query)), None
+        return verb, url, to_json(wire)
 
     def _check_status(self, response: httpx.Response) -> None:
         if response.status_code == 401:
@@ -472,8 +514,9 @@ class AndonClient:
         (ServerUnreachable, Unauthorized, RemoteError); once open, a failed connection is
         `_Dropped`."""
         timeout = self._timeout(self.stream_idle)
+        verb, url, body = self._route(method, params)
         request = self._http.build_request(
-            "POST", self.url, content=self._body(method, params), headers=headers, timeout=timeout
+            verb, url, content=body, headers=headers, timeout=timeout
         )
         try:
             response = await self._http.send(request, stream=True)
@@ -487,6 +530,8 @@ class AndonClient:
                 self._check_status(response)
                 message = self._json(response)
                 if isinstance(message, dict) and "error" in message:
+                    if self.rest:
+                        raise rest_error(message, response.status_code)
                     raise remote_error(message["error"])
                 raise ProtocolError(f"{self.url} did not answer a stream")
             try:
@@ -507,8 +552,9 @@ class AndonClient:
         if kind == "error":  # andon's way of failing a stream once it is open
             raise remote_error(message)
         if "error" in message:
-            raise remote_error(message["error"])
-        item = self._decode(self.codec.decode_stream_item, message.get("result"))
+            raise rest_error(message, 0) if self.rest else remote_error(message["error"])
+        result = message if self.rest else message.get("result")
+        item = self._decode(self.codec.decode_stream_item, result)
         seq = int(event_id) if event_id is not None and event_id.isdigit() else None
         return StreamEvent(seq, item)
 
@@ -607,6 +653,19 @@ class EventStream:
             headers = dict(self._headers)
             if self.last_event_id is not None:
                 headers["Last-Event-ID"] = str(self.last_event_id)
+
+
+def rest_error(body: Any, status: int) -> RemoteError:
+    """The exception for an HTTP+JSON error body (google.rpc.Status): its ErrorInfo's
+    reason names the A2A error."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return RemoteError(f"HTTP {status}: {str(body)[:200]}")
+    code: int | None = None
+    for detail in error.get("details") or ():
+        if isinstance(detail, dict) and detail.get("reason") in _ERROR_REASONS:
+            code = _ERROR_REASONS[detail["reason"]]
+    return remote_error({"code": code, "message": error.get("message") or f"HTTP {status}"})
 
 
 def _interrupted(event: StreamEvent) -> bool:

@@ -66,6 +66,9 @@ class CancelReason(StrEnum):
     SUPERSEDED = "superseded"
     OPERATOR = "operator"
     SHUTDOWN = "shutdown"
+    PARENT_CANCELED = "parent_canceled"
+    """The task was delegated by another agent's task (`ctx.call_agent`), and that
+    task stopped: cancelled, lost with its worker, or ended without waiting for it."""
 
 
 class FailReason(StrEnum):
