@@ -43,6 +43,17 @@ async def tck(ctx: andon.TaskContext) -> str | Message | None:
     return await play(ctx, ctx.message)
 
 
+@agent.skill(
+    "tck-extended",
+    name="TCK extended skill",
+    description="Listed in the authenticated extended agent card only",
+    tags=("tck",),
+    extended=True,
+)
+async def tck_extended(ctx: andon.TaskContext) -> str | Message | None:
+    return await play(ctx, ctx.message)
+
+
 async def play(ctx: andon.TaskContext, message: Message) -> str | Message | None:
     """Act out the scenario `message` names. The return value ends the task: a text for
     its final status, or a direct reply (a Message) that answers the request itself."""

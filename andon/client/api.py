@@ -35,6 +35,7 @@ from andon.protocol.codec import VERSION_HEADER, codec_for
 from andon.protocol.params import (
     CancelManyParams,
     CancelTaskParams,
+    ExtendedCardParams,
     GetTaskParams,
     ListTasksParams,
     ListTasksResult,
@@ -420,6 +421,14 @@ class AndonClient:
         card = self._json(response)
         if not isinstance(card, dict):
             raise ProtocolError(f"{url} is not an agent card")
+        return card
+
+    async def extended_card(self) -> dict[str, Any]:
+        """The authenticated extended agent card (GetExtendedAgentCard), which may list
+        skills the public card does not; RemoteError -32007 when the agent has none."""
+        card = await self._call(Method.EXTENDED_CARD, ExtendedCardParams())
+        if not isinstance(card, dict):
+            raise ProtocolError(f"{self.url} answered an extended card that is not an object")
         return card
 
     # -- JSON-RPC ------------------------------------------------------------------------

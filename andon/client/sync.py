@@ -119,6 +119,7 @@ class Client:
     retry = _blocking(AndonClient.retry)
     wait = _blocking(AndonClient.wait)
     card = _blocking(AndonClient.card)
+    extended_card = _blocking(AndonClient.extended_card)
     stream = _iterating(AndonClient.stream)
     subscribe = _iterating(AndonClient.subscribe)
 

@@ -149,6 +149,10 @@ class RetryParams(Model):
     id: str = _TASK_ID
 
 
+class ExtendedCardParams(Model):
+    """GetExtendedAgentCard takes nothing but the caller's credentials."""
+
+
 Params = (
     SendMessageParams
     | GetTaskParams
@@ -157,4 +161,5 @@ Params = (
     | SubscribeParams
     | CancelManyParams
     | RetryParams
+    | ExtendedCardParams
 )

@@ -32,6 +32,8 @@ class Skill:
     description: str = ""
     tags: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
+    extended: bool = False
+    """Listed only in the authenticated extended agent card, not the public one."""
 
 
 @dataclass
@@ -47,6 +49,9 @@ class Agent:
     their interfaces, and a request in another version answers VersionNotSupported.
     Served in one version only, the card is that version's card exactly (a strict
     1.0 reader finds no 0.3 field in it).
+
+    A skill registered with `extended=True` is listed only in the authenticated extended
+    agent card (GetExtendedAgentCard), which the agent then declares in its public card.
     """
 
     name: str
@@ -74,6 +79,7 @@ class Agent:
         description: str = "",
         tags: Sequence[str] = (),
         examples: Sequence[str] = (),
+        extended: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.skills.append(
@@ -84,11 +90,17 @@ class Agent:
                     description or (handler.__doc__ or "").strip(),
                     tuple(tags),
                     tuple(examples),
+                    extended,
                 )
             )
             return handler
 
         return register
+
+    @property
+    def has_extended_card(self) -> bool:
+        """Whether some skill is for authenticated principals only (an extended card)."""
+        return any(skill.extended for skill in self.skills)
 
     @property
     def skill_ids(self) -> tuple[str, ...]:

@@ -93,6 +93,7 @@ class A2AServer:
         self.operations = Operations(service, self.subscribers, config.send_wait)
         self._openapi: dict[str, Any] | None = None
         self._cards: dict[Version | None, tuple[bytes, str]] = {}
+        self._extended: AgentCard | None = None
         self._card_time = formatdate(time.time(), usegmt=True)
 
     # -- JSON-RPC ----------------------------------------------------------------------
@@ -164,7 +165,7 @@ class A2AServer:
         if method in PUSH_METHODS:
             raise PushNotificationNotSupported()
         if method is Method.EXTENDED_CARD:
-            raise ExtendedAgentCardNotConfigured()
+            return self._extended_card(codec.version)
         if method is Method.SEND:
             return codec.encode_send_result(await ops.send(codec.decode_send(params), principal))
         if method is Method.GET:
@@ -262,7 +263,7 @@ class A2AServer:
         if version not in self.agent.a2a_versions:
             version = None
         if version not in self._cards:
-            card = self._build_card()
+            card = self._build_card(extended=False)
             body = dumps(card_document(card) if version is None else render_card(card, version))
             self._cards[version] = body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
         body, etag = self._cards[version]
@@ -280,7 +281,20 @@ class A2AServer:
             return Response(status_code=304, headers=headers)
         return Response(body, headers=headers, media_type="application/json")
 
-    def _build_card(self) -> AgentCard:
+    def _extended_card(self, version: Version) -> dict[str, Any]:
+        """GetExtendedAgentCard: the card with the skills kept for authenticated
+        principals. The caller was authenticated before any method ran (with `--auth
+        none` everyone is the local admin), so reaching here is being authenticated."""
+        if not self.agent.has_extended_card:
+            raise ExtendedAgentCardNotConfigured(
+                f"agent {self.agent.name!r} declares no skill for authenticated principals"
+            )
+        if self._extended is None:
+            self._extended = self._build_card(extended=True)
+        return render_card(self._extended, version)
+
+    def _build_card(self, *, extended: bool) -> AgentCard:
+        """The public card, or (`extended`) the one that also lists the extended skills."""
         skills = [
             {
                 "id": skill.id,
@@ -290,6 +304,7 @@ class A2AServer:
                 "examples": list(skill.examples) or None,
             }
             for skill in self.agent.skills
+            if extended or not skill.extended
         ]
         return build_card(
             name=self.agent.name,
@@ -299,6 +314,7 @@ class A2AServer:
             skills=skills,
             security=self.config.auth is not None,
             extensions=EXTENSIONS,
+            extended_card=self.agent.has_extended_card,
             versions=[Version(v) for v in self.agent.a2a_versions],
         )
 
