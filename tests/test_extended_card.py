@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from andon.client import Client
 from tests.test_client import AndonServer
 
 AGENT = """
@@ -126,5 +127,10 @@ def test_extended_skill_serves_tasks(server: AndonServer) -> None:
     assert task["status"]["message"]["parts"][0]["text"] == "audited"
 
 
-def test_python_client_reads_the_extended_card(server: AndonServer) -> None:
-    assert skill_ids(server.client.extended_card()) == ["hello", "audit"]
+@pytest.mark.parametrize("binding", ["jsonrpc", "http+json"])
+@pytest.mark.parametrize("version", ["1.0", "0.3"])
+def test_python_client_reads_the_extended_card(
+    server: AndonServer, version: str, binding: str
+) -> None:
+    with Client(server.url, TOKEN, version, binding=binding) as client:
+        assert skill_ids(client.extended_card()) == ["hello", "audit"]

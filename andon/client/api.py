@@ -75,7 +75,10 @@ REST_ROUTES: dict[Method, tuple[str, str]] = {
     Method.SUBSCRIBE: ("POST", "/tasks/{id}:subscribe"),
     Method.CANCEL_MANY: ("POST", "/tasks:cancel"),
     Method.RETRY: ("POST", "/tasks/{id}:retry"),
+    Method.EXTENDED_CARD: ("GET", "/extendedAgentCard"),
 }
+# Where 0.3's route is not 1.0's below `/v1`.
+V03_REST_PATHS: dict[Method, str] = {Method.EXTENDED_CARD: "/card"}
 _ERROR_REASONS = {cls.reason: cls.code for cls in a2a.A2AError.__subclasses__()}
 
 
@@ -486,8 +489,9 @@ class AndonClient:
         verb, path = REST_ROUTES[method]
         wire = self.codec.encode_params(params)
         task_id = str(wire.pop("id", ""))
-        prefix = "/v1" if self.version is Version.V0_3 else ""
-        url = self.url.rstrip("/") + prefix + path.format(id=task_id)
+        if self.version is Version.V0_3:
+            path = "/v1" + V03_REST_PATHS.get(method, path)
+        url = self.url.rstrip("/") + path.format(id=task_id)
         if verb == "GET":
             query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in wire.items()}
             return verb, str(httpx.URL(url, params=query)), None
