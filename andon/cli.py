@@ -23,7 +23,7 @@ token_app = typer.Typer(help="Bearer tokens for `andon serve --auth tokens`.", n
 app.add_typer(token_app, name="token")
 db_app = typer.Typer(help="The PostgreSQL database of distributed mode.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()

@@ -43,6 +43,11 @@ from andon.telemetry.hub import Telemetry
 
 log = logging.getLogger("andon.service")
 
+LOST_IN_RESTART = (
+    "the andon process running this task stopped (killed or crashed) before the task "
+    "ended, and its work stopped with it; `andon retry` runs the task again"
+)
+
 INTERRUPTED_STATES = frozenset({TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED})
 UNFINISHED_STATES = frozenset({TaskState.SUBMITTED, *ACTIVE_STATES})
 
@@ -121,7 +126,9 @@ class TaskService:
         crashed process left running are failed `worker_lost`, and tasks still
         `submitted` are dispatched again."""
         if recover:
-            lost = await self.store.fail_unfinished(FailReason.WORKER_LOST)
+            lost = await self.store.fail_unfinished(
+                FailReason.WORKER_LOST, _agent_text(LOST_IN_RESTART)
+            )
             if lost:
                 log.warning("failed %d task(s) left running by a previous process", len(lost))
         await self.dispatcher.start()

@@ -4,11 +4,13 @@ subprocesses. Everything waits on deadlines by polling, never on bare sleeps."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import pty
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -433,6 +435,74 @@ def test_errors_are_one_line_with_what_to_do(server: AndonServer) -> None:
     assert unknown.stderr.count("\n") == 1
     cancel_unknown = run("cancel", "feedface", "--url", server.url)
     assert cancel_unknown.returncode == 1 and "not found" in cancel_unknown.stderr
+
+
+@contextlib.contextmanager
+def not_http() -> Iterator[str]:
+    """A port that answers like an SSH server, not HTTP: its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_cryptic_errors_say_what_happened_and_what_to_do(
+    server: AndonServer, tmp_path: Path
+) -> None:
+    bare = server.url.removeprefix("http://")
+    no_scheme = run("send", "--url", bare, "echo hi")
+    assert no_scheme.returncode == 2
+    assert f"has no scheme: write http://{bare}" in no_scheme.stderr
+    assert no_scheme.stderr.count("\n") == 1
+
+    with not_http() as url:
+        for args in (("send", "echo hi"), ("tasks", "list")):
+            wrong_port = run(*args, "--url", url)
+            assert wrong_port.returncode == 2, wrong_port.stderr
+            said = wrong_port.stderr
+            assert f"{url} closed the connection without an HTTP answer" in said
+            assert "is it the URL of a running andon server? Pass --url" in said
+            assert "named its task" not in said and said.count("\n") == 1
+
+    (tmp_path / "mymod.py").write_text("import andon\n\nagent = andon.Agent(name='mine')\n")
+    misspelt = subprocess.run(
+        [ANDON, "serve", "mymod:agnet"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert misspelt.returncode == 2
+    assert "mymod has no attribute 'agnet' (its agents: agent)" in misspelt.stderr
+    missing = subprocess.run(
+        [ANDON, "serve", "mymdo:agent"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert missing.returncode == 2 and "no module named 'mymdo' here" in missing.stderr
+
+
+def test_an_agent_error_names_what_was_raised(tmp_path: Path) -> None:
+    skilled = Path(__file__).resolve().parent / "agents" / "skilled.py"
+    with AndonServer(tmp_path, str(skilled)) as served:
+        crashed = run("send", "--url", served.url, "--skill", "crash", "x")
+        assert crashed.returncode == 1
+        assert (
+            "✗ failed after" in crashed.stderr
+            and "the agent raised KeyError: 'missing' (the server's log has the traceback)"
+            in crashed.stderr
+        )
 
 
 ONLY_03 = """

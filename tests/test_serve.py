@@ -84,6 +84,12 @@ def state_of(url: str, task_id: str) -> str:
     return str(httpx.post(url, json=body, headers=HEADERS).json()["result"]["status"]["state"])
 
 
+def status_text(url: str, task_id: str) -> str:
+    body = {"jsonrpc": "2.0", "id": 2, "method": "GetTask", "params": {"id": task_id}}
+    status = httpx.post(url, json=body, headers=HEADERS).json()["result"]["status"]
+    return str(status["message"]["parts"][0]["text"])
+
+
 def wait_for(check: object, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -127,6 +133,8 @@ async def test_restart_fails_tasks_a_killed_server_left_running(tmp_path: Path) 
     proc, url = start(tmp_path)
     try:
         assert state_of(url, task_id) == "TASK_STATE_FAILED"
+        said = status_text(url, task_id)
+        assert "stopped (killed or crashed)" in said and "andon retry" in said
     finally:
         proc.terminate()
         proc.wait(20)

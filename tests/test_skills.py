@@ -82,7 +82,7 @@ async def test_an_unknown_skill_is_invalid_params_naming_the_skills(
                 user_text("x", metadata=message_metadata), USER, metadata=request_metadata
             )
         assert f"unknown skill {wanted!r}" in refused.value.message
-        assert "greet, shout, wait" in refused.value.message
+        assert "greet, shout, wait, crash" in refused.value.message
     assert (await skilled.list(USER)).tasks == []
 
 
@@ -101,7 +101,7 @@ def test_the_python_client_chooses_the_skill_in_the_request_metadata(
     task = server.client.send("hi", metadata={"andon.skill": "shout"})
     assert task.status.state is TaskState.COMPLETED
     assert [p.text for a in task.artifacts or [] for p in a.parts] == ["shout: HI"]
-    with pytest.raises(ClientInvalidParams, match="greet, shout, wait"):
+    with pytest.raises(ClientInvalidParams, match="greet, shout, wait, crash"):
         server.client.send("hi", metadata={"andon.skill": "nope"})
 
 
@@ -112,5 +112,7 @@ def test_andon_send_skill(server: AndonServer) -> None:
     assert (default.returncode, default.stdout) == (0, "greet: hello Ada")
     unknown = run("send", "--url", server.url, "--skill", "nope", "hi")
     assert unknown.returncode == 2
-    assert "unknown skill 'nope'" in unknown.stderr and "greet, shout, wait" in unknown.stderr
+    assert (
+        "unknown skill 'nope'" in unknown.stderr and "greet, shout, wait, crash" in unknown.stderr
+    )
     assert unknown.stderr.count("\n") == 1

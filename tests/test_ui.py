@@ -126,7 +126,7 @@ def test_the_skill_picker_lists_the_cards_skills_and_chooses_the_skill(
         tab = open_page(sessions, browser, skilled.url + "/")
         picker = tab.page.get_by_label("Skill")
         expect(picker.locator("option")).to_have_text(
-            ["Greeting (greet)", "Shouting (shout)", "wait"]
+            ["Greeting (greet)", "Shouting (shout)", "wait", "crash"]
         )
         expect(tab.page.locator("#examples .example")).to_have_text(["Ada"])
         picker.select_option("shout")

@@ -155,8 +155,33 @@ def check_policy(policy: str) -> str:
     raise ValueError(f"{policy!r} is not a disconnect policy: use {', '.join(DISCONNECT_POLICIES)}")
 
 
+def check_url(url: str) -> str:
+    """The server URL, or ValueError saying how to write it."""
+    if "://" not in url:
+        raise ValueError(f"the URL {url!r} has no scheme: write http://{url}")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"the URL {url!r} is not valid: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"the URL {url!r} must be http://HOST[:PORT] or https://HOST[:PORT]")
+    return url
+
+
+def no_http_answer(url: str, cause: str) -> str:
+    return (
+        f"{url} closed the connection without an HTTP answer ({cause}); is it the URL of "
+        "a running andon server? Pass --url or set ANDON_URL."
+    )
+
+
 class _Dropped(Exception):
-    """A stream's connection failed after it was open; it may be resumed."""
+    """A stream's connection failed; it may be resumed. `answered`: whether the server
+    had answered the request (with a stream) before it failed."""
+
+    def __init__(self, cause: str, *, answered: bool = True) -> None:
+        super().__init__(cause)
+        self.answered = answered
 
 
 class AndonClient:
@@ -190,7 +215,7 @@ class AndonClient:
             raise ValueError(f"A2A version must be 1.0 or 0.3, not {version!r}") from None
         if binding not in BINDINGS:
             raise ValueError(f"binding must be jsonrpc or http+json, not {binding!r}")
-        self.url = url
+        self.url = check_url(url)
         self.token = token
         self.binding = binding
         self.rest = binding == "http+json"
@@ -460,7 +485,7 @@ class AndonClient:
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(self.url, "no answer in time") from exc
         except httpx.TransportError as exc:
-            raise ServerUnreachable(self.url, f"connection lost: {_cause(exc)}") from exc
+            raise ProtocolError(no_http_answer(self.url, _cause(exc))) from exc
 
     async def _call(
         self, method: Method, params: Params, *, read: float | Literal["default"] | None = "default"
@@ -536,7 +561,7 @@ class AndonClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise ServerUnreachable(self.url, _cause(exc)) from exc
         except httpx.TransportError as exc:
-            raise _Dropped(_cause(exc)) from exc
+            raise _Dropped(_cause(exc), answered=False) from exc
         try:
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 await response.aread()
@@ -642,6 +667,8 @@ class EventStream:
                     return
                 cause = "the server closed the stream before the task's last event"
             except _Dropped as exc:
+                if self.task_id is None and not exc.answered:
+                    raise ProtocolError(no_http_answer(client.url, str(exc))) from None
                 cause = str(exc)
             except ServerUnreachable as exc:
                 if not opened and failures == 0:
@@ -697,4 +724,4 @@ def _cause(exc: BaseException) -> str:
             words = os.strerror(seen.errno) if seen.errno > 0 else seen.strerror
             return str(words or seen).lower()
         seen = seen.__cause__ or seen.__context__
-    return str(exc) or type(exc).__name__
+    return (str(exc) or type(exc).__name__).rstrip(".")

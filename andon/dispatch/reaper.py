@@ -27,7 +27,10 @@ from andon.store.base import Store
 
 log = logging.getLogger("andon.dispatch")
 
-LOST_TEXT = "the worker running this task stopped renewing its lease (worker lost)"
+LOST_TEXT = (
+    "the worker running this task was lost (it stopped renewing its lease: killed, "
+    "crashed or cut off from the database); `andon retry` runs the task again"
+)
 
 
 class Reaper:

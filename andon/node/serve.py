@@ -33,19 +33,37 @@ DEFAULT_AGENT = "andon.agents.demo:agent"
 
 
 def load_agent(spec: str) -> Agent:
-    """Import `module:attribute` (a path to a .py file also works as the module)."""
+    """Import `module:attribute` (a path to a .py file also works as the module;
+    the attribute is `agent` when not given). ValueError says what is wrong in words."""
     module_name, _, attribute = spec.partition(":")
     if module_name.endswith(".py"):
         path = Path(module_name).resolve()
+        if not path.is_file():
+            raise ValueError(f"{spec}: there is no file {path}")
         sys.path.insert(0, str(path.parent))
         module_name = path.stem
     elif "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
-    module = importlib.import_module(module_name)
-    agent = getattr(module, attribute or "agent", None)
-    if not isinstance(agent, Agent):
-        raise ValueError(f"{spec}: expected an andon.Agent, found {type(agent).__name__}")
-    return agent
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the module exists but imports something missing: show that
+        raise ValueError(
+            f"{spec}: no module named {module_name!r} here ({Path.cwd()}); give MODULE:AGENT "
+            "from this folder, or the path of a .py file"
+        ) from None
+    name = attribute or "agent"
+    agent = getattr(module, name, None)
+    if isinstance(agent, Agent):
+        return agent
+    agents = [key for key, value in vars(module).items() if isinstance(value, Agent)]
+    found = f"its agents: {', '.join(agents)}" if agents else "it defines no andon.Agent"
+    if agent is None:
+        raise ValueError(f"{spec}: {module_name} has no attribute {name!r} ({found})")
+    raise ValueError(
+        f"{spec}: {module_name}.{name} is not an andon.Agent but {type(agent).__name__} ({found})"
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -218,9 +218,12 @@ class Supervisor:
                 # Its writes were refused: the task ended or moved on without it.
                 await self._teardown_quietly(attempt)
                 return await self._cancel_pending(attempt)
-            if not isinstance(exc, TaskFailed):
+            if isinstance(exc, TaskFailed):
+                text = str(exc) or "the agent failed the task"
+            else:
                 log.error("agent failed on task %s", attempt.task_id, exc_info=exc)
-            target, reason, text = TaskState.FAILED, FailReason.ERROR, str(exc) or repr(exc)
+                text = crash_text(exc)
+            target, reason = TaskState.FAILED, FailReason.ERROR
         else:
             result = agent_task.result()
             if isinstance(result, Message):
@@ -400,3 +403,10 @@ def _consume(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         with contextlib.suppress(BaseException):
             task.exception()
+
+
+def crash_text(exc: BaseException) -> str:
+    """A task's status when its agent raised an error of its own: what was raised, and
+    where the traceback is (a bare `str(KeyError('x'))` says only `'x'`)."""
+    detail = f": {exc}" if str(exc) else ""
+    return f"the agent raised {type(exc).__name__}{detail} (the server's log has the traceback)"

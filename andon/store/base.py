@@ -307,8 +307,11 @@ class Store(abc.ABC):
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]: ...
 
     @abc.abstractmethod
-    async def fail_unfinished(self, reason: str) -> list[str]:
-        """Fail every task left active by a process that died; return their ids.
+    async def fail_unfinished(
+        self, reason: str, message: dict[str, Any] | None = None
+    ) -> list[str]:
+        """Fail every task left active by a process that died, with `reason` and the
+        status `message` (a dumped Message); return their ids.
 
         Submitted tasks are left alone: they never started and are dispatched again.
         """

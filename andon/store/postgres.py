@@ -357,14 +357,20 @@ class PostgresStore(Store):
         rows = await self._fetchall(EVENTS, (task_id, after_seq))
         return [Event(task_id, *row) for row in rows]
 
-    async def fail_unfinished(self, reason: str) -> list[str]:
+    async def fail_unfinished(
+        self, reason: str, message: dict[str, Any] | None = None
+    ) -> list[str]:
         rows = await self._fetchall(
             f"SELECT id, state FROM andon_tasks WHERE state IN {ACTIVE}", ()
         )
         failed = []
         for task_id, state in rows:
             done = await self.transition(
-                task_id, sources=[TaskState(state)], target=TaskState.FAILED, reason=reason
+                task_id,
+                sources=[TaskState(state)],
+                target=TaskState.FAILED,
+                reason=reason,
+                message=message,
             )
             if done is not None:
                 failed.append(task_id)

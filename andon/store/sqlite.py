@@ -361,7 +361,9 @@ class SQLiteStore(Store):
             return events
         return await self._read(read)
 
-    async def fail_unfinished(self, reason: str) -> list[str]:
+    async def fail_unfinished(
+        self, reason: str, message: dict[str, Any] | None = None
+    ) -> list[str]:
         active = [s.value for s in ACTIVE_STATES]
         rows = await self._read(
             lambda db: db.execute(
@@ -372,7 +374,11 @@ class SQLiteStore(Store):
         failed = []
         for task_id, state in rows:
             done = await self.transition(
-                task_id, sources=[TaskState(state)], target=TaskState.FAILED, reason=reason
+                task_id,
+                sources=[TaskState(state)],
+                target=TaskState.FAILED,
+                reason=reason,
+                message=message,
             )
             if done is not None:
                 failed.append(task_id)

@@ -27,3 +27,8 @@ async def wait(ctx: andon.TaskContext) -> None:
     while True:
         await ctx.progress("waiting")
         await asyncio.sleep(1)
+
+
+@agent.skill("crash", description="Raises KeyError('missing'), as a buggy agent would")
+async def crash(ctx: andon.TaskContext) -> None:
+    raise KeyError("missing")

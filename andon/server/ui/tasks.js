@@ -174,7 +174,7 @@ export function outcome(model) {
   }
   if (model.state === "failed") {
     const why = model.reason && model.reason !== "error" ? ` (reason: ${model.reason})` : "";
-    return `failed${why}: ${model.status || "no message"}`;
+    return `failed${why}${model.status ? `: ${model.status}` : ""}`;
   }
   return model.state === "rejected" ? `rejected: ${model.status || "no reason given"}` : "";
 }
