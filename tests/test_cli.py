@@ -78,11 +78,15 @@ class Terminal:
                 self._raw.extend(chunk)
 
     @property
+    def raw(self) -> bytes:
+        """Everything the command wrote so far, escape sequences included."""
+        with self._lock:
+            return bytes(self._raw)
+
+    @property
     def text(self) -> str:
         """Everything shown so far, without escape sequences or carriage returns."""
-        with self._lock:
-            raw = bytes(self._raw)
-        return ANSI.sub("", raw.decode(errors="replace")).replace("\r", "")
+        return ANSI.sub("", self.raw.decode(errors="replace")).replace("\r", "")
 
     def expect(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -173,8 +177,11 @@ def test_ctrl_c_cancels_the_task_with_reason_user_and_its_work_stops(
     eventually(lambda: len(server.trace(task_id)) >= 3, message="the task's steps")
     term.ctrl_c()
     term.expect("canceling…")
-    shown = term.expect(r"canceled in (\d+) ms")
+    shown = term.expect(
+        r"■ canceled in (\d+) ms \(reason: user\) · its work stopped in [\d.]+ ms\n"
+    )
     assert term.wait() == 130
+    assert term.text.count("canceled") == 1  # the closing line says it once
     task = server.client.get(task_id)
     assert task.status.state is TaskState.CANCELED
     assert (task.metadata or {})["andon.reason"] == "user"
@@ -205,6 +212,51 @@ def test_a_second_ctrl_c_exits_at_once_and_the_task_still_ends_canceled(
     task = server.client.wait(task_id, timeout=15)
     assert task.status.state is TaskState.CANCELED
     assert (task.metadata or {})["andon.reason"] == "user"
+
+
+def test_sigterm_ends_the_status_line_and_says_what_becomes_of_the_task(
+    server: AndonServer, terminals: list[Terminal]
+) -> None:
+    term = andon(terminals, "send", "--url", server.url, "sleep 30")
+    task_id = term.expect(r"task ([0-9a-f]{32})").group(1)
+    term.expect(r"working · [\d.]+ s")
+    term.proc.terminate()
+    assert term.wait() == 143
+    assert term.text.endswith("terminated; the server cancels the task as this stream closes\n")
+    raw = term.raw
+    assert raw.rfind(b"\x1b[?25h") > raw.rfind(b"working"), "the cursor is left hidden"
+    task = server.client.wait(task_id, timeout=10)
+    assert (task.metadata or {})["andon.reason"] == "client_disconnect"
+
+
+def test_detach_prints_the_id_and_ids_may_be_shortened(server: AndonServer) -> None:
+    detached = run("send", "--url", server.url, "--detach", "sleep 30")
+    assert detached.returncode == 0
+    task_id = detached.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", task_id) and f"andon watch {task_id}" in detached.stderr
+    server.client.wait(task_id, timeout=10, until=frozenset({TaskState.WORKING}))
+    shown = run("tasks", "get", task_id[:8], "--url", server.url)
+    assert shown.returncode == 0 and task_id in shown.stdout and "sleep 30" in shown.stdout
+    canceled = run("cancel", task_id[:6], "--url", server.url)
+    assert canceled.returncode == 0 and f"■ {task_id} canceled (user)" in canceled.stdout
+    watched = run("watch", task_id[:5], "--url", server.url)
+    assert watched.returncode == 130 and "(reason: user)" in watched.stderr
+
+    # Two ids that begin alike: their common prefix is refused, saying so.
+    seen: dict[str, str] = {}
+    while True:
+        other = server.client.send("echo x", blocking=False).id
+        if other[:4] in seen:
+            break
+        seen[other[:4]] = other
+    ambiguous = run("tasks", "get", other[:4], "--url", server.url)
+    assert ambiguous.returncode == 2
+    assert (
+        f"{other[:4]} is the start of " in ambiguous.stderr
+        and "give more of it" in ambiguous.stderr
+    )
+    too_short = run("tasks", "get", task_id[:3], "--url", server.url)
+    assert too_short.returncode == 2 and "unknown task" in too_short.stderr
 
 
 def test_killing_the_client_cancels_the_task_with_reason_client_disconnect(
@@ -334,7 +386,7 @@ def test_exit_codes_and_plain_output(server: AndonServer) -> None:
     (task,) = json_lines(polled.stdout)
     assert task["status"]["state"] == "completed"
     timed = run("send", "--url", server.url, "--timeout", "0.3", "sleep 30")
-    assert timed.returncode == 130 and "timeout" in timed.stderr
+    assert timed.returncode == 124 and "(reason: timeout)" in timed.stderr
     no_input = run("send", "--url", server.url, "ask who?")  # stdin is not a terminal
     assert no_input.returncode == 3
     usage = run("send", "--url", server.url, "--on-disconnect", "sometimes", "echo x")

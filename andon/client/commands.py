@@ -3,7 +3,10 @@ retry. `register(app)` adds them to the `andon` command.
 
 Exit codes: 0 the task completed (or the command did its job), 1 the task failed (or
 something could not be cancelled), 2 usage or connection error, 3 the task needs input
-(with --no-input, or without a terminal to ask in), 130 the task was canceled.
+(with --no-input, or without a terminal to ask in), 124 its deadline cancelled it
+(`--timeout`), 130 the task was canceled, 143 the command got SIGTERM.
+
+Task ids may be shortened to a unique prefix of at least 4 characters.
 """
 
 from __future__ import annotations
@@ -148,6 +151,33 @@ def describe(exc: BaseException, url: str, version: str) -> str:
     return str(exc) or type(exc).__name__
 
 
+MIN_PREFIX = 4
+FULL_ID = 32
+
+
+async def resolve(client: AndonClient, given: str) -> str:
+    """A task id, or the task whose id a unique prefix of at least 4 characters begins
+    (as git takes commit ids): ValueError if several do, TaskNotFound if none."""
+    if len(given) >= FULL_ID:
+        return given
+    try:
+        return (await client.get(given, history_length=0)).id
+    except TaskNotFound:
+        if len(given) < MIN_PREFIX:
+            raise
+        matches = [
+            t.id async for t in client.iter_tasks(history_length=0) if t.id.startswith(given)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise
+        shown = ", ".join(matches[:3]) + (", …" if len(matches) > 3 else "")
+        raise ValueError(
+            f"{given} is the start of {len(matches)} task ids ({shown}): give more of it"
+        ) from None
+
+
 def _policy(value: str) -> str:
     try:
         return check_policy(value)
@@ -214,10 +244,17 @@ def send(
     timeout: Annotated[
         float | None,
         typer.Option(
-            help="Seconds the task may run; then the server cancels it (reason timeout)",
+            help="Seconds the task may run; then the server cancels it (reason timeout, "
+            "exit code 124)",
             show_default=False,
         ),
     ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", help="Start the task, print its id and exit; it runs on (andon watch ID)"
+        ),
+    ] = False,
     on_disconnect: OnDisconnect = "cancel",
     json: Json = False,
     no_input: NoInput = False,
@@ -229,7 +266,8 @@ def send(
     Ctrl+C cancels the task (reason user) and shows when it has stopped.
     Pressed again, it exits at once: the server still cancels the task (--on-disconnect cancel).
     When the agent asks a question, answer it here: the same task goes on.
-    Exit code: 0 completed, 1 failed, 2 usage or connection error, 3 needs input, 130 canceled.
+    Exit code: 0 completed, 1 failed, 2 usage or connection error, 3 needs input,
+    124 its --timeout ran out, 130 canceled, 143 this command got SIGTERM.
     """
     policy = _policy(on_disconnect)
     if timeout is not None and timeout <= 0:
@@ -242,6 +280,18 @@ def send(
     metadata = options or None
 
     async def command(client: AndonClient) -> int:
+        answering = await resolve(client, task) if task is not None else None
+        if detach:
+            started = await client.send(
+                text, context_id=context, task_id=answering, metadata=metadata, blocking=False
+            )
+            print(json_line(started.dump()) if json else started.id, flush=True)
+            if not json:
+                err.print(
+                    f"follow it: andon watch {started.id} · cancel it: andon cancel {started.id}",
+                    style="dim",
+                )
+            return 0
         questions: Questions = "stop" if no_input else "ask"
         with _conversation(client, json, questions=questions, on_disconnect=policy) as talk:
             if stream:
@@ -249,13 +299,13 @@ def send(
                     lambda: client.stream(
                         text,
                         context_id=context,
-                        task_id=task,
+                        task_id=answering,
                         metadata=metadata,
                         on_disconnect=policy,
                     )
                 )
             first = await client.send(
-                text, context_id=context, task_id=task, metadata=metadata, blocking=False
+                text, context_id=context, task_id=answering, metadata=metadata, blocking=False
             )
             return await talk.poll(first)
 
@@ -263,7 +313,7 @@ def send(
 
 
 def watch(
-    task_id: Annotated[str, typer.Argument(help="The task to follow")],
+    task_id: Annotated[str, typer.Argument(help="The task to follow (id, or a unique prefix)")],
     url: Url = DEFAULT_URL,
     token: Token = None,
     json: Json = False,
@@ -277,6 +327,7 @@ def watch(
     """
 
     async def command(client: AndonClient) -> int:
+        watched = await resolve(client, task_id)
         with _conversation(
             client,
             json,
@@ -286,14 +337,16 @@ def watch(
             cancel_on_interrupt=False,
         ) as talk:
             return await talk.follow(
-                lambda: client.subscribe(task_id, last_event_id=0, on_disconnect="continue")
+                lambda: client.subscribe(watched, last_event_id=0, on_disconnect="continue")
             )
 
     run(command, url=url, token=token, version=a2a_version, debug=debug)
 
 
 def retry(
-    task_id: Annotated[str, typer.Argument(help="An ended task to run again")],
+    task_id: Annotated[
+        str, typer.Argument(help="An ended task to run again (id, or a unique prefix)")
+    ],
     url: Url = DEFAULT_URL,
     token: Token = None,
     stream: Stream = True,
@@ -307,7 +360,7 @@ def retry(
     policy = _policy(on_disconnect)
 
     async def command(client: AndonClient) -> int:
-        again = await client.retry(task_id)
+        again = await client.retry(await resolve(client, task_id))
         questions: Questions = "stop" if no_input else "ask"
         with _conversation(client, json, questions=questions, on_disconnect=policy) as talk:
             talk.view.note(f"retrying {task_id} as task {again.id}")
@@ -403,7 +456,9 @@ def tasks_list(
 
 @tasks_app.command("get")
 def tasks_get(
-    task_id: Annotated[str, typer.Argument(help="The task")],
+    task_id: Annotated[
+        str, typer.Argument(help="The task (id, or a unique prefix of 4+ characters)")
+    ],
     url: Url = DEFAULT_URL,
     token: Token = None,
     json: Json = False,
@@ -413,7 +468,7 @@ def tasks_get(
     """Show a task: its state, why it ended, its request and its artifacts."""
 
     async def command(client: AndonClient) -> int:
-        task = await client.get(task_id)
+        task = await client.get(await resolve(client, task_id))
         if json:
             print(json_line(task.dump()), flush=True)
             return 0
@@ -495,7 +550,8 @@ def _ago(timestamp: str) -> str:
 
 def cancel(
     task_ids: Annotated[
-        list[str] | None, typer.Argument(help="Tasks to cancel", show_default=False)
+        list[str] | None,
+        typer.Argument(help="Tasks to cancel (ids, or unique prefixes)", show_default=False),
     ] = None,
     context: Annotated[
         str | None,
@@ -613,7 +669,13 @@ def _selection(context: str | None, states: list[TaskState]) -> str:
 async def _cancel_each(
     client: AndonClient, ids: list[str], wait: float | None
 ) -> list[CancelResult]:
-    async def one(task_id: str) -> CancelResult:
+    async def one(given: str) -> CancelResult:
+        try:
+            task_id = await resolve(client, given)
+        except TaskNotFound as exc:
+            return CancelResult(given, error=exc.message)
+        except ValueError as exc:
+            return CancelResult(given, error=str(exc))
         try:
             return CancelResult(task_id, task=await client.cancel(task_id, wait=wait))
         except (TaskNotFound, TaskNotCancelable) as exc:

@@ -51,6 +51,8 @@ class Ending:
     state: TaskState
     message: str | None = None
     reason: str | None = None
+    stop_ms: float | None = None
+    """How long the task's work took to stop, once a cancel ended it (`andon.stopMs`)."""
 
     @classmethod
     def of(cls, event: StreamEvent) -> Ending | None:
@@ -63,6 +65,7 @@ class Ending:
                 status.state,
                 status.message.text if status.message is not None else None,
                 metadata.get("andon.reason"),
+                metadata.get("andon.stopMs"),
             )
         if isinstance(item, Message):  # a direct reply: the task completed with it
             return cls(item.task_id or "", TaskState.COMPLETED, item.text)
@@ -318,10 +321,14 @@ class HumanView:
                 )
             else:
                 line = Text.assemble(("■ canceled", "bold magenta"), after)
-            if message:
-                line.append(f" · {message}", "dim")
-            elif ending.reason:
+            if ending.reason:
                 line.append(f" (reason: {ending.reason})", "dim")
+            if ending.stop_ms is not None:
+                line.append(f" · its work stopped in {ending.stop_ms} ms", "dim")
+            elif "before it started" in message:
+                line.append(" · before it started", "dim")
+            if message and not message.startswith("canceled"):
+                line.append(f" · {message}", "dim")
         elif ending.state in (TaskState.FAILED, TaskState.REJECTED):
             line = Text.assemble((f"✗ {ending.state.value}", "bold red"), after)
             if ending.reason and ending.reason != "error":

@@ -31,14 +31,23 @@ EXIT_CODES = {
     TaskState.AUTH_REQUIRED: 3,
 }
 EXIT_INTERRUPTED = 130
+EXIT_TIMED_OUT = 124
+"""A task its deadline cancelled (as `timeout(1)` exits), told apart from a Ctrl+C."""
+EXIT_TERMINATED = 143
+"""The command got SIGTERM (128 + 15)."""
+DEADLINE_REASONS = frozenset(
+    {CancelReason.TIMEOUT, CancelReason.IDLE_TIMEOUT, CancelReason.INPUT_TIMEOUT}
+)
 
 Questions = Literal["ask", "stop", "wait"]
 """At input-required: ask in the terminal and answer; stop (exit 3); or wait for
 someone else's answer (watching)."""
 
 
-def exit_code(state: TaskState) -> int:
-    return EXIT_CODES.get(state, 1)
+def exit_code(ending: Ending) -> int:
+    if ending.state is TaskState.CANCELED and ending.reason in DEADLINE_REASONS:
+        return EXIT_TIMED_OUT
+    return EXIT_CODES.get(ending.state, 1)
 
 
 class Conversation:
@@ -79,6 +88,7 @@ class Conversation:
     async def _run(self, work: Coroutine[Any, Any, Ending]) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        loop.add_signal_handler(signal.SIGTERM, self._terminate)
         self._work = asyncio.ensure_future(work)
         try:
             try:
@@ -90,6 +100,7 @@ class Conversation:
                 ending = _ending_of(self._canceled)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
             if self._cancel_call is not None and not self._cancel_call.done():
                 self._cancel_call.cancel()
         cancel_seconds = None
@@ -100,7 +111,7 @@ class Conversation:
             self.view.note(
                 f"the task waits for an answer: andon send --task {ending.task_id} 'ANSWER'"
             )
-        return exit_code(ending.state)
+        return exit_code(ending)
 
     def _seen(self, event: StreamEvent, *, show: bool = True) -> None:
         if self.task_id is None and event.task_id:
@@ -220,6 +231,19 @@ class Conversation:
         self.view.canceling("(Ctrl+C again to exit at once)")
         if self.task_id is not None:
             self._start_cancel()
+
+    def _terminate(self) -> None:
+        """SIGTERM: end the status line, say what becomes of the task, exit."""
+        self.view.close()
+        if self.task_id is not None:
+            if self.streaming and self.on_disconnect == "cancel":
+                self.view.note("terminated; the server cancels the task as this stream closes")
+            else:
+                self.view.note(
+                    f"terminated; task {self.task_id} goes on "
+                    f"(stop it with: andon cancel {self.task_id})"
+                )
+        _exit_now(EXIT_TERMINATED)
 
     def _start_cancel(self) -> None:
         self._cancel_call = asyncio.ensure_future(self._cancel())
