@@ -1,0 +1,1 @@
+"""Tools for testing agents served by andon (not imported by `import andon`)."""
