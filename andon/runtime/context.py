@@ -111,6 +111,9 @@ class TaskContext:
         self._http: httpx.AsyncClient | None = None
         self._hooks: list[CancelHook] = []
         self._started_artifacts: set[str] = set()
+        self.final_metadata: dict[str, Any] = {}
+        """Keys merged into the task's metadata when this attempt ends, however it ends
+        (completed, failed or canceled): `andon.llm` keeps `andon.usage` here."""
         self._answer: asyncio.Future[Message] | None = None
         self._last_yield = 0.0
 
@@ -171,6 +174,20 @@ class TaskContext:
         body = Artifact(artifact_id=artifact, name=name, parts=to_parts(content), metadata=metadata)
         await self._append(
             "artifact", {"artifact": body.dump(), "append": append, "lastChunk": last_chunk}
+        )
+
+    async def close_artifact(self, artifact: str, metadata: dict[str, Any], text: str = "") -> None:
+        """End an artifact with a last chunk (`text`, possibly empty) that carries
+        `metadata` (merged into the artifact's). Unlike `emit`, allowed while the task is
+        being cancelled (not once the attempt is over): a step cut short says there what
+        it left unfinished, as `andon.llm` marks a cut answer `andon.partial`."""
+        if self._scope.closed:
+            raise TaskCancelled("the attempt is over")
+        append = artifact in self._started_artifacts
+        self._started_artifacts.add(artifact)
+        body = Artifact(artifact_id=artifact, parts=[Part(text=text)], metadata=metadata)
+        await self._append(
+            "artifact", {"artifact": body.dump(), "append": append, "lastChunk": True}
         )
 
     def reply(self, content: Content, *, metadata: dict[str, Any] | None = None) -> Message:

@@ -246,7 +246,10 @@ class Supervisor:
             epoch=attempt.epoch,
             reason=reason,
             message=message,
-            metadata={DIRECT_REPLY: True} if reply is not None else None,
+            metadata={
+                **attempt.ctx.final_metadata,
+                **({DIRECT_REPLY: True} if reply is not None else {}),
+            },
         )
         if ended is not None:
             return True
@@ -326,7 +329,7 @@ class Supervisor:
                 target=TaskState.FAILED,
                 reason=FailReason.CANCEL_TIMEOUT,
                 message=Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
-                metadata={**metadata, "andon.survivors": survivors},
+                metadata={**ctx.final_metadata, **metadata, "andon.survivors": survivors},
             )
         else:
             text = f"canceled (reason: {scope.reason}); stopped in {metadata['andon.stopMs']} ms"
@@ -335,7 +338,7 @@ class Supervisor:
                 sources=[TaskState.CANCELING],
                 target=TaskState.CANCELED,
                 message=Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
-                metadata=metadata,
+                metadata={**ctx.final_metadata, **metadata},
             )
         if ended is None:
             log.warning("task %s was no longer canceling when its attempt stopped", attempt.task_id)

@@ -192,6 +192,8 @@ def fold_artifacts(events: list[Event]) -> list[Artifact]:
         existing = artifacts.get(chunk.artifact_id)
         if event.data.get("append") and existing is not None:
             existing.parts.extend(chunk.parts)
+            if chunk.metadata:  # a later chunk adds to what the artifact says of itself
+                existing.metadata = {**(existing.metadata or {}), **chunk.metadata}
         else:
             artifacts[chunk.artifact_id] = chunk
     return list(artifacts.values())
