@@ -348,6 +348,36 @@ def test_watch_survives_cut_connections_and_shows_every_event_once(
     assert events[-1]["status"]["state"] == "completed"
 
 
+def test_watch_counts_elapsed_time_from_the_tasks_start(
+    server: AndonServer, terminals: list[Terminal]
+) -> None:
+    task = server.client.send("sleep 30", blocking=False)
+    eventually(lambda: len(server.trace(task.id)) >= 20, message="two seconds of steps")
+    term = andon(terminals, "watch", task.id, "--url", server.url)
+    shown = term.expect(r"working · (\d+\.\d) s")
+    assert float(shown.group(1)) >= 2.0, term.text
+    server.client.cancel(task.id)
+    assert term.wait() == 130
+
+
+def test_a_dead_server_shows_reconnecting_at_once(
+    tmp_path: Path, terminals: list[Terminal]
+) -> None:
+    with AndonServer(tmp_path) as doomed:
+        term = andon(terminals, "send", "--url", doomed.url, "sleep 30")
+        task_id = term.expect(r"task ([0-9a-f]{32})").group(1)
+        term.expect(r"working · [\d.]+ s · step")
+        doomed.proc.kill()
+        died = time.monotonic()
+        term.expect(r"reconnecting \(1/6\)…")
+        shown_after = time.monotonic() - died
+        said = term.expect(r"lost the connection to the server \(.+?\); reconnecting\.")
+        assert shown_after < 1.0, f"reconnecting shown {shown_after:.2f} s after the death"
+        term.expect(f"if the server is down, start it again \\(`andon watch {task_id}`")
+        assert "working" not in term.text[said.end() :].split("reconnecting (1/6)")[-1]
+        print(f"server death to reconnecting shown: {shown_after * 1000:.0f} ms")
+
+
 def test_watch_shows_a_task_that_has_ended_and_its_exit_code(server: AndonServer) -> None:
     task = server.client.send("fail on purpose")
     watched = run("watch", task.id, "--url", server.url)

@@ -115,6 +115,17 @@ class StreamEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Retry:
+    """A dropped stream about to be resumed: attempt `attempt` of `attempts`, in `pause`
+    seconds, after `cause`."""
+
+    attempt: int
+    attempts: int
+    cause: str
+    pause: float
+
+
+@dataclass(frozen=True, slots=True)
 class CancelResult:
     """One task of `cancel_many`: the task as it then is, or why it was not cancelled."""
 
@@ -617,6 +628,9 @@ class EventStream:
         self.last_event_id = last_event_id
         self.reconnects = 0
         """How many times this stream was resumed after a drop."""
+        self.on_retry: Callable[[Retry], None] | None = None
+        """Told at once when the stream dropped and is about to be resumed (before the
+        back-off), so that a person sees it at the moment it happens."""
         self._headers = {}
         if on_disconnect is not None:
             self._headers[DISCONNECT_HEADER] = check_policy(on_disconnect)
@@ -686,7 +700,10 @@ class EventStream:
                     self.task_id,
                     self.last_event_id,
                 )
-            await asyncio.sleep(min(client.max_backoff, client.backoff * 2 ** (failures - 1)))
+            pause = min(client.max_backoff, client.backoff * 2 ** (failures - 1))
+            if self.on_retry is not None:
+                self.on_retry(Retry(failures, client.reconnect_attempts, cause, pause))
+            await asyncio.sleep(pause)
             self.reconnects += 1
             method = Method.SUBSCRIBE
             params = SubscribeParams(id=self.task_id)

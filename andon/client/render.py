@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from rich.console import Console, Group, RenderableType
@@ -19,7 +20,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from andon.client.api import StreamEvent
+from andon.client.api import Retry, StreamEvent
 from andon.protocol.types import (
     Artifact,
     Message,
@@ -119,6 +120,7 @@ class View(Protocol):
     def show(self, event: StreamEvent) -> None: ...
     def progress(self, task: Task) -> None: ...
     def canceling(self, note: str) -> None: ...
+    def reconnecting(self, retry: Retry) -> None: ...
     def note(self, text: str) -> None: ...
     def question(self, text: str, prompt: bool) -> None: ...
     def answered(self) -> None: ...
@@ -150,6 +152,11 @@ class HumanView:
         self.state: TaskState | None = None
         self.detail = ""
         self.canceling_since: float | None = None
+        self._anchor = True
+        """The first status seen sets when the task started (untimed views)."""
+        self.retry: Retry | None = None
+        """The stream dropped and is being resumed (until an event arrives)."""
+        self.task_id: str | None = None
         self._pending = ""
         """The line being written, while it has no newline (shown above the status)."""
         self._ended_line = True
@@ -182,7 +189,10 @@ class HumanView:
 
     def _region(self) -> RenderableType:
         status = Text()
-        if self.canceling_since is not None:
+        if self.retry is not None:
+            status.append(f"reconnecting ({self.retry.attempt}/{self.retry.attempts})…", "yellow")
+            status.append(f" · {self.retry.cause}", "dim")
+        elif self.canceling_since is not None:
             status.append("canceling…", "magenta")
             status.append(f" {elapsed(time.monotonic() - self.canceling_since)}", "dim")
         else:
@@ -246,12 +256,16 @@ class HumanView:
     # -- the View ----------------------------------------------------------------------
 
     def header(self, task_id: str, context_id: str | None) -> None:
+        self.task_id = task_id
         line = Text.assemble(("task ", "dim"), (task_id, "bold"))
         if context_id:
             line.append(f" · context {context_id}", "dim")
         self._line(line)
 
     def show(self, event: StreamEvent) -> None:
+        if self.retry is not None:
+            self.retry = None
+            self._line(Text("reconnected; the task's events go on where they stopped", "dim"))
         self._show(event)
         if self._live is not None:
             # Now, not at the next tick: lines printed meanwhile redraw the region as
@@ -260,6 +274,8 @@ class HumanView:
 
     def _show(self, event: StreamEvent) -> None:
         item = event.item
+        if not self.timed and self._anchor and isinstance(item, Task | TaskStatusUpdateEvent):
+            self._count_from(item.status.timestamp)
         if isinstance(item, Task):
             self._status(item.status.state, item.status.message, item.metadata)
             for artifact in item.artifacts or []:
@@ -285,6 +301,18 @@ class HumanView:
         elif state is TaskState.WORKING and message is not None:
             self.detail = message.text
 
+    def _count_from(self, timestamp: str | None) -> None:
+        """Following a task from its first event (watching one that began before the
+        command): the status line counts from that event's time, the task's start."""
+        self._anchor = False
+        try:
+            then = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+        except ValueError:
+            return
+        if then.tzinfo is not None:
+            age = max(0.0, (datetime.now(UTC) - then).total_seconds())
+            self.started = time.monotonic() - age
+
     def progress(self, task: Task) -> None:
         self._status(task.status.state, task.status.message, task.metadata)
 
@@ -294,6 +322,20 @@ class HumanView:
 
     def note(self, text: str) -> None:
         self._line(Text(text, "dim"))
+
+    def reconnecting(self, retry: Retry) -> None:
+        if self.retry is None:
+            watch = f" (`andon watch {self.task_id}` follows it)" if self.task_id else ""
+            self._line(
+                Text(
+                    f"lost the connection to the server ({retry.cause}); reconnecting. "
+                    f"The task lives on the server: if the server is down, start it again{watch}.",
+                    "yellow",
+                )
+            )
+        self.retry = retry
+        if self._live is not None:
+            self._live.refresh()
 
     def question(self, text: str, prompt: bool) -> None:
         self._pause()
@@ -368,6 +410,11 @@ class JsonView:
 
     def note(self, text: str) -> None:
         self.err.print(text, markup=False)
+
+    def reconnecting(self, retry: Retry) -> None:
+        self.err.print(
+            f"reconnecting ({retry.attempt}/{retry.attempts}): {retry.cause}", markup=False
+        )
 
     def question(self, text: str, prompt: bool) -> None:
         self.err.print(f"? {text}", markup=False)

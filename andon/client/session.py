@@ -129,6 +129,7 @@ class Conversation:
         self.streaming = True
         while True:
             last: StreamEvent | None = None
+            stream.on_retry = self.view.reconnecting
             async with stream:
                 async for event in stream:
                     self._seen(event)
