@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# ARGS: more options of `andon serve`, e.g. make run ARGS="--port 8001 --on-disconnect cancel"
 run: $(STAMP)
-	$(BIN)/andon serve
+	$(BIN)/andon serve $(ARGS)
 
 services:
 	@scripts/ensure-services.sh

@@ -124,6 +124,7 @@ def serve(
             service=ServiceSettings(cancel_wait=cancel_wait),
             runtime=RuntimeSettings(),
             log_level=log_level,
+            log_format=log_format,
             worker=not (workers or no_worker),
             queue=QueueSettings(lease=lease),
             worker_processes=WorkerProcesses(workers, worker_argv, drain) if workers else None,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -174,3 +178,67 @@ def command_groups(parent: int, fragment: str) -> set[int]:
         if fragment in cmdline:
             groups.add(os.getpgid(pid))
     return groups
+
+
+def test_the_banner_says_where_what_how_to_try_and_what_a_dropped_stream_does(
+    tmp_path: Path,
+) -> None:
+    proc, url = start(tmp_path, "--log-level", "info")
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    said = err.decode()
+    assert "■ andon · serving 'andon demo' (skill: demo)" in said
+    assert f"web page     {url}/" in said and f"API docs     {url}/docs" in said
+    assert f"try it       andon send --url {url} 'sleep 30'   then Ctrl+C there" in said
+    assert f"tasks kept   {tmp_path / 'serve.db'} (SQLite)" in said
+    assert "a stream closed early leaves its task running (--on-disconnect continue" in said
+    assert "Uvicorn running on" not in said and "Started server process" not in said
+
+    proc, _ = start(tmp_path, "--on-disconnect", "cancel", "--log-level", "info")
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    assert "a stream closed early cancels its task (--on-disconnect cancel)" in err.decode()
+
+
+def test_ctrl_c_of_make_run_stops_the_server_without_an_error_from_make(tmp_path: Path) -> None:
+    """`make run` in a terminal, Ctrl+C typed at it: the server stops cleanly (exit 0),
+    so make has no error to report."""
+    repo = Path(__file__).resolve().parent.parent
+    port = free_port()
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    args = f"--port {port} --db {tmp_path / 'run.db'} --drain 0"
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "-C", str(repo), "run", f"ARGS={args}"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(slave)
+    shown = bytearray()
+
+    def read() -> str:
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown.extend(chunk)
+        return shown.decode(errors="replace")
+
+    try:
+        wait_for(lambda: "Ctrl+C here stops the server" in read(), timeout=30)
+        os.write(master, b"\x03")
+        make.wait(20)
+        text = read()
+    finally:
+        if make.poll() is None:
+            make.kill()
+        os.close(master)
+    assert "■ andon stopping" in text
+    assert "make: ***" not in text and "Error 130" not in text and "Traceback" not in text

@@ -5,12 +5,15 @@ told not to, or leaving them to `andon worker` processes (its own with `--worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import ipaddress
 import logging
 import math
+import signal
 import socket
 import sys
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from andon.dispatch.queue import QueueSettings
+from andon.node.banner import QuietLifecycle, Serving, banner
 from andon.node.parts import Node
 from andon.node.worker import WorkerProcesses
 from andon.runtime.agent import Agent
@@ -26,6 +30,7 @@ from andon.runtime.supervisor import RuntimeSettings
 from andon.server.app import ServerConfig, create_app
 from andon.service import ServiceSettings
 from andon.telemetry import tracing
+from andon.telemetry.logs import fact
 
 log = logging.getLogger("andon")
 
@@ -93,6 +98,7 @@ class ServeOptions:
     service: ServiceSettings
     runtime: RuntimeSettings
     log_level: str = "info"
+    log_format: str = "text"
     worker: bool = True
     """Run attempts in this process too (distributed mode may leave them to workers)."""
     queue: QueueSettings | None = None
@@ -102,13 +108,44 @@ class ServeOptions:
 
 class _Server(uvicorn.Server):
     """Cancels (after the drain period) the tasks still running before uvicorn closes
-    their streams, so every stream gets its final event."""
+    their streams, so every stream gets its final event. Says what it serves once it
+    listens (the banner), and ends a Ctrl+C'd run with exit code 0."""
 
     node: Node
     drain: float
     workers: WorkerProcesses | None
+    serving: Serving
+    text_logs: bool
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        if self.text_logs:
+            print(banner(self.serving), file=sys.stderr, flush=True)
+        else:
+            fact(
+                log,
+                "andon.serving",
+                url=self.serving.url,
+                agent=self.serving.agent.name,
+                skills=",".join(self.serving.agent.skill_ids),
+                on_disconnect=str(self.serving.on_disconnect),
+            )
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            # A Ctrl+C asked for this stop and got it: a success, not a death by SIGINT
+            # (which `make run` would report as an error). SIGTERM is re-raised as before.
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGINT]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.text_logs:
+            running = len(self.node.service.dispatcher.running())
+            what = f"{running} running task(s) get {self.drain:g} s" if running else "no task runs"
+            print(f"■ andon stopping: {what}", file=sys.stderr, flush=True)
         await self.node.service.shutdown(self.drain)
         if self.workers is not None:  # they drain, then cancel what they still run
             await self.workers.stop()
@@ -154,7 +191,28 @@ def serve(options: ServeOptions) -> None:
         server.node = node
         server.drain = options.drain
         server.workers = workers
+        server.text_logs = options.log_format == "text"
+        server.serving = Serving(
+            agent=options.agent,
+            url=options.server.public_url.rstrip("/"),
+            db=options.db,
+            distributed=node.distributed,
+            on_disconnect=options.server.on_disconnect,
+            auth=options.server.auth is not None,
+            drain=options.drain,
+            runs_tasks=_who_runs_tasks(options),
+        )
+        if server.text_logs:
+            logging.getLogger("uvicorn.error").addFilter(QuietLifecycle())
         asyncio.run(_run(server))
+
+
+def _who_runs_tasks(options: ServeOptions) -> str:
+    if options.worker_processes is not None:
+        return f"{options.worker_processes.count} andon worker processes started beside this one"
+    if not options.worker:
+        return "andon worker processes sharing the database (--no-worker: none here)"
+    return f"this process, up to {options.max_concurrent} at once"
 
 
 async def _run(server: Any) -> None:
