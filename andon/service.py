@@ -163,6 +163,11 @@ class TaskService:
                 found[name] = f"{type(exc).__name__}: {exc}".rstrip(": ")
         return found
 
+    async def committed(self) -> None:
+        """Return once what this service has written so far is committed: a transport
+        awaits it before it shows a result outside the process (see Store.committed)."""
+        await self.store.committed()
+
     # -- submit ------------------------------------------------------------------------
 
     async def submit(

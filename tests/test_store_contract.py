@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -705,6 +706,27 @@ async def test_reopening_keeps_data_and_schema_version(backend: Backend) -> None
             await again.close()
 
 
+# -- group commit ----------------------------------------------------------------------------
+
+
+async def test_what_committed_waited_for_is_read_by_another_store(
+    store: Store, backend: Backend
+) -> None:
+    """Writes may be committed together after they returned; once `committed()` has
+    returned, another store on the same storage (another process) reads all of them."""
+    record = await in_state(store, S.WORKING)
+    await store.append(record.id, record.epoch, "artifact", {"chunk": "a"})
+    await move(store, record.id, S.WORKING, S.COMPLETED)
+    await store.committed()
+    other = backend.make()
+    await other.open()
+    try:
+        assert await other.get_task(record.id) == await store.get_task(record.id)
+        assert await other.events(record.id) == await store.events(record.id)
+    finally:
+        await other.close()
+
+
 # -- what the store reports ----------------------------------------------------------------
 
 
@@ -748,6 +770,73 @@ async def test_every_commit_and_failure_is_reported_once(store: Store) -> None:
 
 
 # -- SQLite only ----------------------------------------------------------------------------
+
+
+def committed_rows(path: Path, task_id: str) -> tuple[int, int]:
+    """(task rows, event rows) of the task, as another process reads the file."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tasks = db.execute("SELECT count(*) FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        events = db.execute("SELECT count(*) FROM events WHERE task_id = ?", (task_id,))
+        return tasks[0], events.fetchone()[0]
+
+
+async def test_sqlite_writes_of_one_loop_turn_share_one_commit(tmp_path: Path) -> None:
+    path = tmp_path / "group.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        # No await below yields to the loop: all of it is one turn.
+        record = await create(store)
+        working = await claim(store, record.id)
+        await store.append(record.id, working.epoch, "artifact", {"chunk": "a"})
+        with pytest.raises(sqlite3.IntegrityError):  # a failed write undoes only itself
+            await store.create_task(NewTask(id=record.id, context_id="c", owner="bob"), {})
+        await move(store, record.id, S.WORKING, S.COMPLETED)
+        assert len(await store.events(record.id)) == 5  # the loop's connection sees them
+        assert committed_rows(path, record.id) == (0, 0)  # another process does not, yet
+        await store.committed()
+        assert committed_rows(path, record.id) == (1, 5)
+        # A read on the reader thread waits for the commit of the writes before it.
+        later = await create(store)
+        page = await store.list_tasks()
+        assert [t.id for t in page.tasks] == [later.id, record.id]
+    finally:
+        await store.close()
+
+
+KILLED_WRITER = """
+import asyncio, sys
+from andon.store.base import NewTask
+from andon.store.sqlite import SQLiteStore
+
+async def main() -> None:
+    store = SQLiteStore(sys.argv[1])
+    await store.open()
+    for n in range(20):
+        await store.create_task(NewTask(id=f"t{n}", context_id="c", owner="o"), {"n": n})
+        await asyncio.sleep(0)
+    await store.committed()
+    print("committed", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_sqlite_a_killed_process_keeps_every_write_it_waited_for(tmp_path: Path) -> None:
+    path = tmp_path / "killed.sqlite"
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_WRITER, str(path), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert writer.stdout is not None
+        line = await asyncio.wait_for(writer.stdout.readline(), 30)
+        assert line == b"committed\n"
+    finally:
+        writer.kill()  # SIGKILL: no clean-up, no close
+        await writer.wait()
+    for n in range(20):
+        assert committed_rows(path, f"t{n}") == (1, 2)
 
 
 async def test_sqlite_open_while_another_opener_migrates(tmp_path: Path) -> None:

@@ -161,6 +161,12 @@ class A2AServer:
         return codec_for(version, rest=rest)
 
     async def _call(self, method: Method, codec: Codec, params: Any, principal: Principal) -> Any:
+        result = await self._method(method, codec, params, principal)
+        # Nothing leaves the process before the writes it shows are committed.
+        await self.operations.service.committed()
+        return result
+
+    async def _method(self, method: Method, codec: Codec, params: Any, principal: Principal) -> Any:
         ops = self.operations
         if method in PUSH_METHODS:
             raise PushNotificationNotSupported()

@@ -115,6 +115,7 @@ class Operations:
     ) -> AsyncIterator[Update]:
         events = follow_task(self.service, self.subscribers, principal, task.id, after_seq, policy)
         if first:
+            await self.service.committed()  # the task shown was stored (the events wait too)
             yield Update(after_seq, "task", task.id, task.context_id, task)
         async with contextlib.aclosing(events):
             async for event in events:

@@ -322,6 +322,14 @@ class Store(abc.ABC):
     async def submitted_ids(self) -> list[str]:
         """Ids of tasks still waiting to start, oldest first (dispatched again on start)."""
 
+    async def committed(self) -> None:
+        """Return once every write made before this call is committed. A backend may
+        commit the writes of one loop turn together (group commit) and answer them
+        before: whatever shows a write outside the process (an answer, a streamed
+        event) waits for this first. A backend whose writes return once committed
+        (PostgreSQL) has nothing to wait for."""
+        return
+
     async def ping(self) -> None:
         """Raise unless the storage answers (a readiness probe)."""
         await self.get_task("")
@@ -334,6 +342,8 @@ class Store(abc.ABC):
             while True:
                 wake.clear()
                 batch = await self.events(task_id, after_seq)
+                if batch:
+                    await self.committed()
                 for event in batch:
                     yield event
                     after_seq = event.seq
