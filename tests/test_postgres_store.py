@@ -188,6 +188,39 @@ async def test_a_lost_listening_connection_comes_back_and_followers_catch_up(
         assert (await asyncio.wait_for(follower, 10))[-1].final
 
 
+async def test_writes_asked_for_in_one_turn_share_one_commit(postgres_url: str) -> None:
+    async with opened(postgres_url) as store:
+        tasks = [await working_task(store) for _ in range(4)]
+        appended = await asyncio.gather(
+            *(store.append(t, epoch, "artifact", {"chunk": "a"}) for t, epoch in tasks)
+        )
+        assert all(event is not None for event in appended)
+        ids = [t for t, _ in tasks]
+        # The transaction that wrote each row is its xmin, read as another process.
+        query = "SELECT xmin::text FROM andon_events WHERE task_id = %s AND seq = %s"
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            xmins = set()
+            for event in appended:
+                assert event is not None
+                row = await (await conn.execute(query, (event.task_id, event.seq))).fetchone()
+                assert row is not None
+                xmins.add(row[0])
+        assert len(xmins) == 1  # the four appends: one transaction
+
+        # A write that fails in a batch fails alone; the others of its turn are stored.
+        first, second = new_id(), new_id()
+        results = await asyncio.gather(
+            store.create_task(NewTask(id=first, context_id="c", owner="o"), {}),
+            store.create_task(NewTask(id=ids[0], context_id="c", owner="o"), {}),
+            store.create_task(NewTask(id=second, context_id="c", owner="o"), {}),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], psycopg.errors.UniqueViolation)
+        assert [r.id for r in (results[0], results[2])] == [first, second]  # type: ignore[union-attr]
+        assert await store.get_task(first) is not None
+        assert await store.get_task(second) is not None
+
+
 async def test_statements_survive_pooled_connections_closed_by_the_server(
     postgres_url: str,
 ) -> None:

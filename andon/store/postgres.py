@@ -1,18 +1,20 @@
 """The distributed store: PostgreSQL through psycopg 3 and a pool of async connections.
 
-Every operation is one statement on a pooled connection in autocommit mode, so one
-round trip and one transaction: the compare-and-set, its status event and its
-notification are written by a single UPDATE ... INSERT ... statement (data-modifying
-CTEs). Statements are prepared on first use on each connection. Row locks on the task
-give each task's log its order: a write to a task waits for the previous one to commit,
-so sequence numbers have neither gaps nor duplicates across any number of processes.
+Every operation is one statement on a pooled connection: the compare-and-set, its
+status event and its notification are written by a single UPDATE ... INSERT ...
+statement (data-modifying CTEs). Writes asked for in the same turn of the event loop
+share one transaction and one round trip (group commit, andon/store/pg_batch.py); a
+write returns once committed. Statements are prepared on first use on each connection.
+Row locks on the task give each task's log its order: a write to a task waits for the
+previous one to commit, so sequence numbers have neither gaps nor duplicates across any
+number of processes.
 
 Appends commit without waiting for the disk (synchronous_commit off, for their own
-transaction only): a crash of the database may lose the last fraction of a second of
-chunks, never a state change, since each transition waits for the disk and with it for
-every append logged before it. Commits of the other writes wait for the disk, as the
-server is configured to (an operator may trade that away for the whole connection with
-`?options=-csynchronous_commit%3Doff` in the URL).
+transaction, or a batch of appends only): a crash of the database may lose the last
+fraction of a second of chunks, never a state change, since each transition waits for
+the disk and with it for every append logged before it. Commits of the other writes
+wait for the disk, as the server is configured to (an operator may trade that away for
+the whole connection with `?options=-csynchronous_commit%3Doff` in the URL).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from andon.protocol.types import ACTIVE_STATES, TaskState
-from andon.store import pg_events, pg_retry, pg_schema
+from andon.store import pg_batch, pg_events, pg_retry, pg_schema
 from andon.store.base import (
     TASK_COLUMNS,
     Event,
@@ -155,6 +157,10 @@ class PostgresStore(Store):
             url, self._on_notify, self._on_reconnect, f"andon-listener {self.origin}"
         )
         self._batcher = pg_events.NotifyBatcher(notify_window, self._announce)
+        self._group = pg_batch.GroupCommit(
+            lambda op: pg_retry.retrying(self._pool, op, pg_retry.NEVER_RAN),
+            lambda: self.observer.store_failed(),
+        )
         self._checks: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
@@ -171,6 +177,7 @@ class PostgresStore(Store):
         await self._listener.stop()
         try:
             await self._batcher.close()
+            await self._group.close()
         finally:
             for check in list(self._checks):
                 check.cancel()
@@ -212,11 +219,11 @@ class PostgresStore(Store):
             self.observer.store_failed()
             raise
 
-    async def _fetchone(self, query: LiteralString, params: Any, *, read: bool) -> Any:
+    async def _fetchone(self, query: LiteralString, params: Any) -> Any:
         async def run(conn: Conn) -> Any:
             return await (await conn.execute(query, params)).fetchone()
 
-        return await (self._read(run) if read else self._write(run))
+        return await self._read(run)
 
     async def _fetchall(self, query: LiteralString, params: Any) -> list[Any]:
         async def run(conn: Conn) -> list[Any]:
@@ -228,7 +235,7 @@ class PostgresStore(Store):
 
     async def create_task(self, task: NewTask, message: dict[str, Any]) -> TaskRecord:
         now = time.time()
-        row = await self._fetchone(
+        row = await self._group.fetchone(
             CREATE,
             {
                 "id": task.id,
@@ -245,7 +252,7 @@ class PostgresStore(Store):
                     status_event_data(TaskState.SUBMITTED, None, None, now, metadata=task.metadata)
                 ),
             },
-            read=False,
+            durable=True,
         )
         self.notifier.publish(task.id)
         record = _record(row)
@@ -253,7 +260,7 @@ class PostgresStore(Store):
         return record
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
-        row = await self._fetchone(GET, (task_id,), read=True)
+        row = await self._fetchone(GET, (task_id,))
         return _record(row) if row else None
 
     async def list_tasks(
@@ -302,7 +309,7 @@ class PostgresStore(Store):
         now = time.time()
         data = status_event_data(target, message, None, now, metadata=metadata)
         data.pop("priorState", None)  # both come from the row (see TRANSITION)
-        row = await self._fetchone(
+        row = await self._group.fetchone(
             TRANSITION,
             {
                 "id": task_id,
@@ -318,7 +325,7 @@ class PostgresStore(Store):
                 "final": target.terminal,
                 "origin": self.origin,
             },
-            read=False,
+            durable=True,
         )
         if row is None:
             return None
@@ -333,7 +340,7 @@ class PostgresStore(Store):
     ) -> Event | None:
         now = time.time()
         notify = self._batcher.notify_now(task_id)
-        row = await self._fetchone(
+        row = await self._group.fetchone(
             APPEND_NOTIFY if notify else APPEND,
             {
                 "id": task_id,
@@ -343,7 +350,7 @@ class PostgresStore(Store):
                 "now": now,
                 "origin": self.origin,
             },
-            read=False,
+            durable=False,
         )
         if row is None:
             return None
