@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -55,14 +56,20 @@ class Session:
 
     def send(self, text: str) -> str:
         """Types a message, sends it with Enter; the id of the task it started."""
-        before = self.page.locator(".entry").count()
+        tasks = self.page.locator(".entry[data-task-id]")
+        before = tasks.count()
         self.page.get_by_label("Message to the agent").fill(text)
         self.page.get_by_label("Message to the agent").press("Enter")
-        entry = self.page.locator(".entry").nth(before)
+        entry = tasks.nth(before)
         expect(entry).to_be_attached()
         task_id = entry.get_attribute("data-task-id")
         assert task_id
         return task_id
+
+    def send_unaccepted(self, text: str) -> None:
+        """Types a message and sends it, expecting the server to refuse it."""
+        self.page.get_by_label("Message to the agent").fill(text)
+        self.page.get_by_label("Message to the agent").press("Enter")
 
     def entry(self, task_id: str) -> Locator:
         return self.page.locator(f'.entry[data-task-id="{task_id}"]')
@@ -373,6 +380,144 @@ def test_each_principal_sees_only_its_own_tasks(
         alice.entry(task_id).get_by_role("button", name="Cancel task: sleep 30").click()
         alice.page.get_by_role("dialog").get_by_role("button", name="Cancel task").click()
         expect(alice.entry(task_id)).to_have_attribute("data-state", "canceled")
+
+
+def test_the_token_bar_shows_only_when_the_server_asks_for_tokens(
+    browser: Browser, sessions: list[Session], server: AndonServer, tmp_path: Path
+) -> None:
+    open_tab = open_page(sessions, browser, server.url + "/")
+    expect(open_tab.page.locator("#agent-name")).to_have_text("andon demo")
+    expect(open_tab.page.get_by_label("Bearer token")).to_be_hidden()
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice user alice-secret\n")
+    with AndonServer(tmp_path, "--auth", "tokens", "--tokens", str(tokens)) as guarded:
+        tab = open_page(sessions, browser, guarded.url + "/")
+        expect(tab.page.get_by_label("Bearer token")).to_be_visible()
+
+
+# -- sending when the server is away ------------------------------------------------------
+
+
+def test_a_message_whose_send_failed_is_kept_with_a_retry(
+    browser: Browser, sessions: list[Session], tmp_path: Path
+) -> None:
+    first = AndonServer(tmp_path)
+    with first:
+        tab = open_page(sessions, browser, first.url + "/")
+        expect(tab.page.locator("#agent-name")).to_have_text("andon demo")
+    # The server is stopped: the message cannot be sent.
+    box = tab.page.get_by_label("Message to the agent")
+    box.fill("echo are you there?")
+    box.press("Enter")
+    unsent = tab.page.locator(".entry.unsent")
+    expect(unsent).to_have_attribute("data-state", "unsent")
+    expect(unsent.locator(".turn.user")).to_have_text("You: echo are you there?")
+    expect(unsent.locator(".unsent-text")).to_have_text("Not sent: cannot reach the andon server.")
+    retry = unsent.get_by_role("button", name="Retry sending: echo are you there?")
+    expect(retry).to_be_visible()
+
+    again = AndonServer(tmp_path)
+    again.port, again.url = first.port, first.url  # the same server, started again
+    with again:
+        retry.click()
+        entry = tab.page.locator(".entry:not(.unsent)")
+        expect(entry).to_have_attribute("data-state", "completed")
+        expect(entry.locator(".response")).to_have_text("are you there?")
+        expect(tab.page.locator(".entry.unsent")).to_have_count(0)
+        (listed,) = again.client.list().tasks
+        task = again.client.get(listed.id)
+        assert [m.text for m in task.history or []][:1] == ["echo are you there?"]
+
+        # A refused message (an unknown skill) is kept too, and Edit puts it back.
+        tab.page.evaluate(
+            """() => { const o = document.createElement("option"); o.value = "nope";
+                       document.getElementById("skill-select").append(o);
+                       document.getElementById("skill-select").value = "nope"; }"""
+        )
+        tab.send_unaccepted("echo refused")
+        expect(unsent.locator(".unsent-text")).to_contain_text("Not sent: unknown skill 'nope'")
+        unsent.get_by_role("button", name="Edit").click()
+        expect(tab.page.locator(".entry.unsent")).to_have_count(0)
+        expect(box).to_have_value("echo refused")
+        assert len(again.client.list().tasks) == 1
+
+
+# -- layout ------------------------------------------------------------------------------
+
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const out = [...document.querySelectorAll("body *")]
+    .filter((n) => n.checkVisibility() && !n.closest(".visually-hidden, .skip"))
+    .filter((n) => {
+      const box = n.getBoundingClientRect();
+      return box.width && box.right > width + 0.5;
+    })
+    .map((n) => `${n.tagName}.${n.className}: ${Math.round(n.getBoundingClientRect().right)}`);
+  return { width, scroll: document.documentElement.scrollWidth, out };
+}"""
+
+
+def test_the_page_fits_420_px_without_overflow(
+    browser: Browser, sessions: list[Session], server: AndonServer, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("alice user alice-secret\n")
+    with AndonServer(
+        tmp_path, "--auth", "tokens", "--tokens", str(tokens), token="alice-secret"
+    ) as guarded:
+        for url, token in ((server.url, None), (guarded.url, "alice-secret")):
+            tab = open_page(sessions, browser, url + "/")
+            tab.page.set_viewport_size({"width": 420, "height": 860})
+            if token:
+                tab.page.get_by_label("Bearer token").fill(token)
+                tab.page.get_by_role("button", name="Use token").click()
+                expect(tab.page.get_by_role("button", name="Forget")).to_be_visible()
+            running = tab.send("sleep 30")
+            done = tab.send("shell echo a long line of tool output to fold and wrap; exit 0")
+            expect(tab.entry(running).locator(".status")).to_contain_text("/300")
+            expect(tab.entry(done)).to_have_attribute("data-state", "completed")
+            found = tab.page.evaluate(OVERFLOW)
+            assert found["scroll"] <= found["width"] == 420 and found["out"] == [], found
+            if token is None:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                tab.page.screenshot(path=str(SCREENSHOTS / "ui-420.png"))
+            cancel_via_api(server if token is None else guarded, running)
+            expect(tab.entry(running)).to_have_attribute("data-state", "canceled")
+
+
+def test_the_task_list_shows_start_times_and_an_own_cancel_is_not_an_error(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/")
+    canceled = tab.send("sleep 30")
+    failed = tab.send("fail on purpose")
+    expect(tab.entry(canceled).locator(".badge")).to_have_text("working")
+    server.client.cancel(canceled)
+    expect(tab.entry(canceled)).to_have_attribute("data-state", "canceled")
+    expect(tab.entry(failed)).to_have_attribute("data-state", "failed")
+    created = server.client.get(canceled).metadata["andon.createdAt"]  # type: ignore[index]
+    started = tab.page.locator(f'#task-list li[data-task-id="{canceled}"] time.started')
+    expect(started).to_have_text(re.compile(r"^\d\d:\d\d:\d\d( [AP]M)? · $"))
+    shown_at = started.get_attribute("datetime")
+    assert shown_at is not None and abs(_instant(shown_at) - _instant(created)) < 0.001
+
+    def looks(task_id: str) -> dict[str, str]:
+        return (
+            tab.entry(task_id)
+            .locator(".outcome")
+            .evaluate(
+                "(n) => ({color: getComputedStyle(n).color,"
+                " weight: getComputedStyle(n).fontWeight})"
+            )
+        )
+
+    danger = "rgb(179, 38, 30)"
+    assert looks(failed)["color"] == danger
+    assert looks(canceled)["color"] != danger and int(looks(canceled)["weight"]) < 600
+
+
+def _instant(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 # -- accessibility -----------------------------------------------------------------------

@@ -22,6 +22,9 @@ const fetching = new Set(); // task ids whose full task is being fetched
 let listed = []; // ids of the task list, newest first
 let contextId = null; // the conversation shown; null before its first message
 let generation = 0; // bumped when the token changes: late answers of before are dropped
+// Messages sent but not (yet) accepted by the server: id -> {id, text, contextId, skill,
+// error}. A message whose send failed stays here, with its error and a Retry button.
+const pending = new Map();
 
 function modelOf(task) {
   let model = models.get(task.id);
@@ -41,7 +44,8 @@ function conversation() {
 function render() {
   const now = Date.now();
   view.showList(listed.map((id) => models.get(id)).filter(Boolean), contextId, now);
-  view.showConversation(contextId, conversation(), now);
+  const unsent = [...pending.values()].filter((p) => p.contextId === contextId);
+  view.showConversation(contextId, conversation(), now, unsent);
 }
 
 // -- alerts ---------------------------------------------------------------------------
@@ -64,6 +68,7 @@ function clearAlert(kind) {
 function report(error) {
   if (error.name === "AbortError") return;
   if (error instanceof ApiError && error.status === 401) {
+    $("token-form").hidden = false;
     if (alertKind !== "auth") {
       showAlert(`This server needs a bearer token (${error.message}): enter yours above.`, "auth");
       $("token-input").focus();
@@ -147,7 +152,7 @@ async function fetchTask(id, content = true) {
 
 // -- streams --------------------------------------------------------------------------
 
-function startFollowing(model, first = null) {
+function startFollowing(model, first = null, message = null) {
   const controller = new AbortController();
   const mine = generation;
   const own = (m) => {
@@ -159,6 +164,7 @@ function startFollowing(model, first = null) {
   const hooks = {
     model,
     found(task) {
+      if (message) pending.delete(message.id); // the server has it: it is a task now
       const found = modelOf(task);
       own(found);
       const filter = $("state-filter").value;
@@ -185,7 +191,15 @@ function startFollowing(model, first = null) {
   };
   follow(api, first, hooks, controller.signal)
     .catch((error) => {
-      if (mine === generation) report(error);
+      if (mine !== generation) return hooks.model;
+      if (message && pending.has(message.id)) {
+        // Never accepted: the message stays, saying why, with a Retry button.
+        message.error = error.message || String(error);
+        view.announce(`Message not sent: ${message.error}`);
+        render();
+      } else {
+        report(error);
+      }
       return hooks.model;
     })
     .then((m) => {
@@ -204,12 +218,19 @@ function startFollowing(model, first = null) {
 // -- actions --------------------------------------------------------------------------
 
 function send(text) {
-  const message = { messageId: newId(), role: "ROLE_USER", parts: [{ text }] };
-  if (contextId) message.contextId = contextId;
-  const body = { message };
-  const skill = $("skill-select").value;
-  if (skill) body.metadata = { "andon.skill": skill };
-  startFollowing(null, { path: "/message:stream", body });
+  const message = { id: newId(), text, contextId, skill: $("skill-select").value, error: null };
+  pending.set(message.id, message);
+  deliver(message);
+}
+
+/** Sends a pending message (again): a new message id each time, the same text. */
+function deliver(message) {
+  message.error = null;
+  const body = { message: { messageId: newId(), role: "ROLE_USER", parts: [{ text: message.text }] } };
+  if (message.contextId) body.message.contextId = message.contextId;
+  if (message.skill) body.metadata = { "andon.skill": message.skill };
+  render();
+  startFollowing(null, { path: "/message:stream", body }, message);
 }
 
 function answer(model, text) {
@@ -320,6 +341,7 @@ function useToken(token) {
   for (const controller of followers.values()) controller.abort();
   followers.clear();
   models.clear();
+  pending.clear();
   listed = [];
   view.clear();
   clearAlert();
@@ -360,6 +382,10 @@ async function showAgent() {
     const card = await api.get("/.well-known/agent-card.json");
     $("agent-name").textContent = card.name || "";
     document.title = card.name ? `${card.name} · andon` : "andon";
+    // The token bar is for servers that ask for a token (the card says so).
+    if (card.securitySchemes && Object.keys(card.securitySchemes).length) {
+      $("token-form").hidden = false;
+    }
     skills = (card.skills || []).filter((s) => s && typeof s.id === "string");
     const select = $("skill-select");
     select.replaceChildren(
@@ -403,6 +429,19 @@ $("composer-text").addEventListener("keydown", (event) => {
   }
 });
 $("entries").addEventListener("click", (event) => {
+  const unsent = event.target.closest("[data-pending-id]");
+  const message = unsent && pending.get(unsent.dataset.pendingId);
+  if (message && event.target.closest("[data-action=retry]")) {
+    deliver(message);
+    return;
+  }
+  if (message && event.target.closest("[data-action=edit]")) {
+    pending.delete(message.id);
+    $("composer-text").value = message.text;
+    $("composer-text").focus();
+    render();
+    return;
+  }
   const button = event.target.closest("[data-action=cancel]");
   const model = button && taskOfEvent(event);
   if (model) cancelTask(model);
@@ -444,7 +483,10 @@ window.addEventListener("hashchange", () => {
 });
 
 api.token = sessionStorage.getItem(TOKEN_KEY) || "";
-if (api.token) $("token-input").placeholder = "a token is set";
+if (api.token) {
+  $("token-input").placeholder = "a token is set";
+  $("token-form").hidden = false;
+}
 showContext(contextFromHash());
 showAgent();
 poll();

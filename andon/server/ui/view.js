@@ -27,6 +27,14 @@ function setText(node, text) {
   if (node.textContent !== text) node.textContent = text;
 }
 
+/** When a task started: the time of day, with the date when it was not today. */
+function startTime(at, now) {
+  const when = new Date(at);
+  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  if (when.toDateString() === new Date(now).toDateString()) return time;
+  return `${when.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
+}
+
 export function shortId(id) {
   return id ? id.slice(0, 8) : "";
 }
@@ -81,11 +89,13 @@ export class View {
     this.announcer = root.getElementById("announcer");
     this.items = new Map(); // task id -> list item
     this.articles = new Map(); // task id -> entry
+    this.unsent = new Map(); // pending message id -> entry
   }
 
   clear() {
     this.items.clear();
     this.articles.clear();
+    this.unsent.clear();
     this.list.replaceChildren();
     this.entries.replaceChildren();
   }
@@ -111,7 +121,8 @@ export class View {
       const button = el("button", { type: "button", class: "task-link", "data-action": "open" },
         el("span", { class: "badge" }),
         el("span", { class: "task-title" }),
-        el("span", { class: "task-meta" }, el("span", { class: "elapsed" }), el("span", { class: "why" })));
+        el("span", { class: "task-meta" }, el("time", { class: "started" }),
+          el("span", { class: "elapsed" }), el("span", { class: "why" })));
       item = el("li", { "data-task-id": model.id }, button);
       this.items.set(model.id, item);
     }
@@ -120,6 +131,11 @@ export class View {
     button.setAttribute("aria-current", String(model.contextId === contextId));
     setBadge(button.querySelector(".badge"), model);
     setText(button.querySelector(".task-title"), title(model));
+    const started = button.querySelector(".started");
+    if (model.createdAt !== null) {
+      started.dateTime = new Date(model.createdAt).toISOString();
+      setText(started, `${startTime(model.createdAt, now)} · `);
+    }
     setText(button.querySelector(".elapsed"), formatDuration(elapsedMs(model, now)));
     const why = model.reason && TERMINAL.has(model.state) ? ` · ${model.reason}` : "";
     setText(button.querySelector(".why"), why);
@@ -128,12 +144,16 @@ export class View {
 
   // -- the conversation ---------------------------------------------------------------
 
-  showConversation(contextId, models, now) {
+  showConversation(contextId, models, now, unsent = []) {
     setText(this.heading, contextId ? `Conversation ${shortId(contextId)}` : "New conversation");
     const nearBottom = this.nearBottom();
-    arrange(this.entries, models.map((model) => this.entry(model, now)));
+    const nodes = models.map((model) => this.entry(model, now));
+    arrange(this.entries, [...nodes, ...unsent.map((message) => this.unsentEntry(message))]);
     for (const id of [...this.articles.keys()]) {
       if (!models.some((m) => m.id === id)) this.articles.delete(id);
+    }
+    for (const id of [...this.unsent.keys()]) {
+      if (!unsent.some((m) => m.id === id)) this.unsent.delete(id);
     }
     this.cancelAll.hidden = !models.some(isRunning);
     if (nearBottom) this.entries.scrollTop = this.entries.scrollHeight;
@@ -165,6 +185,30 @@ export class View {
     setText(article.querySelector(".status"), status);
     this.showQuestion(article.querySelector(".answer"), model, asking);
     setText(article.querySelector(".outcome"), outcome(model));
+    return article;
+  }
+
+  /** A message the server has not accepted: sending, or failed with a Retry button. */
+  unsentEntry(message) {
+    let article = this.unsent.get(message.id);
+    if (!article) {
+      article = el("article", { class: "entry unsent", "data-pending-id": message.id },
+        el("div", { class: "turns" },
+          el("p", { class: "turn user" },
+            el("span", { class: "visually-hidden" }, "You: "), message.text)),
+        el("div", { class: "unsent-status" },
+          el("p", { class: "unsent-text", role: "status" }),
+          el("button", { type: "button", "data-action": "retry" }, "Retry"),
+          el("button", { type: "button", "data-action": "edit" }, "Edit")));
+      this.unsent.set(message.id, article);
+    }
+    const failed = message.error !== null;
+    article.dataset.state = failed ? "unsent" : "sending";
+    setText(article.querySelector(".unsent-text"),
+      failed ? `Not sent: ${message.error}.` : "Sending…");
+    for (const button of article.querySelectorAll("button")) button.hidden = !failed;
+    article.querySelector("[data-action=retry]").setAttribute("aria-label",
+      `Retry sending: ${message.text}`);
     return article;
   }
 
