@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from andon.dispatch.base import Dispatcher
+from andon.options import RETRY_OF, client_options
 from andon.protocol.errors import (
     InvalidParams,
     TaskNotCancelable,
@@ -179,19 +180,27 @@ class TaskService:
     ) -> TaskRecord:
         """Start a task for the message — or, when the message names a task waiting for
         input, answer it. Returns the task as stored."""
-        if not self._accepting:
-            raise UnsupportedOperation("the server is shutting down")
+        self._check_accepting()
         if not message.parts:
             raise InvalidParams("message.parts must not be empty")
         if message.role is not Role.USER:
             raise InvalidParams("message.role must be user")
         if message.task_id:
             return await self.answer(message.task_id, principal, message)
-        options = {**(message.metadata or {}), **(metadata or {})}
+        options = client_options(message.metadata, metadata)
         self._check_skill(options.get(SKILL_KEY))
-        # The request's trace context, for the attempt wherever it runs (a retry's
-        # copied metadata holds the old task's: this request's replaces it).
-        options.pop(tracing.CARRIER_KEY, None)
+        return await self._start(message, principal, options)
+
+    def _check_accepting(self) -> None:
+        if not self._accepting:
+            raise UnsupportedOperation("the server is shutting down")
+
+    async def _start(
+        self, message: Message, principal: Principal, options: dict[str, Any]
+    ) -> TaskRecord:
+        """Store and dispatch a new task with checked options (the client's, or those a
+        retry copies), under the request's trace context."""
+        self._check_accepting()
         if trace_context := tracing.carrier():
             options[tracing.CARRIER_KEY] = trace_context
         policy = _option(
@@ -207,7 +216,7 @@ class TaskService:
                 context_id=context_id,
                 owner=principal.name,
                 metadata=options,
-                retry_of=options.get("andon.retryOf"),
+                retry_of=options.get(RETRY_OF),
                 timeout=_seconds(options, "andon.timeout", self.settings.timeout),
                 idle_timeout=_seconds(options, "andon.idleTimeout", self.settings.idle_timeout),
                 input_timeout=_seconds(options, "andon.inputTimeout", self.settings.input_timeout),
@@ -293,8 +302,10 @@ class TaskService:
                 "reference_task_ids": [task_id],
             }
         )
-        options = {**created, "andon.retryOf": task_id}
-        return await self.submit(message, Principal(old.owner, principal.role), metadata=options)
+        # The old request's trace context gives way to this request's (see _start).
+        options = {**created, RETRY_OF: task_id}
+        options.pop(tracing.CARRIER_KEY, None)
+        return await self._start(message, Principal(old.owner, principal.role), options)
 
     # -- read --------------------------------------------------------------------------
 
@@ -571,7 +582,7 @@ def task_view(record: TaskRecord, events: list[Event], history_length: int | Non
     if record.state is TaskState.CANCELING:
         metadata["andon.canceling"] = True
     if record.retry_of:
-        metadata["andon.retryOf"] = record.retry_of
+        metadata[RETRY_OF] = record.retry_of
     status_message = (
         Message.model_validate(record.status_message) if record.status_message else None
     )

@@ -290,6 +290,25 @@ async def test_wrong_types_are_invalid_params(peer: Peer, server: AndonServer) -
         )
 
 
+async def test_andon_keys_a_client_may_not_set_are_invalid_params(
+    peer: Peer, server: AndonServer
+) -> None:
+    """`andon.retryOf` (a link to another task's artifacts) is andon's to write, and a
+    non-string one was an internal error; so are a cancel's mode and a stop's figures."""
+    other = await peer.send("echo x")
+    async with stores_nothing(server):
+        for metadata in (
+            {"andon.retryOf": other["id"]},
+            {"andon.retryOf": 5},
+            {"andon.cancelMode": "bogus"},
+            {"andon.stopMs": 0.1},
+            {"andon.contextPolicy": ["reject"]},
+        ):
+            params = peer.dialect.send_params("echo x", metadata=metadata)
+            assert_error(await peer.call("send", params), -32602)
+            assert_error(await peer.call("stream", params), -32602)
+
+
 async def test_a_last_event_id_that_names_no_event_is_invalid_params(peer: Peer) -> None:
     task = await peer.send("echo x")
     for value in ("-1", str(2**63), "1e3"):

@@ -4,6 +4,7 @@ retry, context policies and the concurrency limit — as a client sees them."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -109,6 +110,73 @@ async def test_submit_validates_the_message(service: TaskService) -> None:
         await service.submit(Message(role=Role.USER, parts=[]), USER)
     with pytest.raises(InvalidParams):
         await service.submit(user_text("echo x").model_copy(update={"role": Role.AGENT}), USER)
+
+
+# -- andon.* metadata a client sends -----------------------------------------------------
+
+SERVER_KEYS = {
+    "andon.retryOf": "some-task",
+    "andon.reason": "user",
+    "andon.canceling": True,
+    "andon.createdAt": "2020-01-01T00:00:00Z",
+    "andon.stopMs": 0.1,
+    "andon.survivors": [],
+    "andon.cancelMode": "graceful",
+    "andon.directReply": True,
+}
+
+
+@pytest.mark.parametrize("key", sorted(SERVER_KEYS))
+@pytest.mark.parametrize("where", ["message", "request"])
+async def test_a_key_only_andon_writes_is_refused_from_a_client(
+    service: TaskService, key: str, where: str
+) -> None:
+    metadata = {key: SERVER_KEYS[key]}
+    message = user_text("echo x", metadata=metadata if where == "message" else None)
+    with pytest.raises(InvalidParams, match=re.escape(key)):
+        await service.submit(message, USER, metadata=metadata if where == "request" else None)
+    assert (await service.list(ROOT)).total_size == 0
+
+
+WRONG_TYPES = [
+    *(
+        (key, value)
+        for key in ("andon.contextPolicy", "andon.skill", "andon.onDisconnect")
+        for value in (7, ["parallel"], {"a": 1}, True)
+    ),
+    *(("andon.timeout", value) for value in ("7", [7], True, {"s": 7})),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), WRONG_TYPES)
+async def test_a_client_option_of_the_wrong_type_is_invalid_params(
+    service: TaskService, key: str, value: Any
+) -> None:
+    with pytest.raises(InvalidParams, match=re.escape(key)):
+        await start(service, "echo x", **{key: value})
+    assert (await service.list(ROOT)).total_size == 0
+
+
+@pytest.mark.parametrize("key", ["andon.contextPolicy", "andon.skill", "andon.onDisconnect"])
+async def test_a_null_option_is_not_given(service: TaskService, key: str) -> None:
+    task_id = await start(service, "echo x", **{key: None})
+    assert (await finished(service, task_id)).status.state is TaskState.COMPLETED
+
+
+async def test_retry_of_cannot_reach_another_principals_artifacts(service: TaskService) -> None:
+    secret = await start(service, "echo alice's secret")
+    await finished(service, secret)
+    with pytest.raises(InvalidParams, match=r"andon\.retryOf"):
+        await start(service, "echo x", principal=MALLORY, **{"andon.retryOf": secret})
+    with pytest.raises(TaskNotFound):  # the one way to set it checks ownership
+        await service.retry(secret, MALLORY)
+    assert (await service.list(MALLORY)).total_size == 0
+
+
+async def test_a_client_trace_context_is_not_kept(service: TaskService) -> None:
+    task_id = await start(service, "echo x", **{"andon.trace": {"traceparent": "forged"}})
+    task = await finished(service, task_id)
+    assert "andon.trace" not in (task.metadata or {})
 
 
 # -- questions --------------------------------------------------------------------------

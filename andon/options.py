@@ -1,0 +1,54 @@
+"""The `andon.*` keys of a new task's metadata: which ones a client may send, how each
+is checked, and which ones only andon writes.
+
+A client's message metadata and request metadata become the task's metadata, which
+the runtime, the telemetry and the transports read back later. A key andon writes
+itself (a retry's link to the task it retries, a cancel's mode, a stop's figures) set
+by a client would be believed there: `andon.retryOf` would hand the agent another
+principal's artifacts. So such keys are refused at the door, and each key a client
+may set is checked for its type before anything is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from andon.protocol.errors import InvalidParams
+from andon.runtime.agent import SKILL_KEY
+from andon.runtime.context import DIRECT_REPLY
+from andon.runtime.scope import CANCEL_MODE
+from andon.telemetry.hub import STOP_MS
+from andon.telemetry.tracing import CARRIER_KEY
+
+RETRY_OF = "andon.retryOf"
+REASON = "andon.reason"
+CANCELING = "andon.canceling"
+CREATED_AT = "andon.createdAt"
+SURVIVORS = "andon.survivors"
+
+SERVER_KEYS = frozenset(
+    {RETRY_OF, REASON, CANCELING, CREATED_AT, SURVIVORS, STOP_MS, CANCEL_MODE, DIRECT_REPLY}
+)
+"""Written by andon only: a client sending one is refused."""
+
+TEXT_KEYS = ("andon.contextPolicy", "andon.onDisconnect", SKILL_KEY)
+"""Client options whose value is a word (which words, is checked where each is used;
+the seconds of `andon.timeout`, `andon.idleTimeout` and `andon.inputTimeout` are checked
+by the service, which knows their defaults)."""
+
+
+def client_options(*sources: dict[str, Any] | None) -> dict[str, Any]:
+    """The options of a new task, from a client's message and request metadata (later
+    sources win): server keys refused, words checked to be words, and any trace context
+    dropped (the server puts the request's own)."""
+    options: dict[str, Any] = {}
+    for source in sources:
+        options.update(source or {})
+    taken = sorted(SERVER_KEYS & options.keys())
+    if taken:
+        raise InvalidParams(f"{', '.join(taken)}: set by andon only, not by a client")
+    for key in TEXT_KEYS:
+        if options.get(key) is not None and not isinstance(options[key], str):
+            raise InvalidParams(f"{key} must be a string")
+    options.pop(CARRIER_KEY, None)
+    return options
