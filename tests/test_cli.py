@@ -39,9 +39,16 @@ def _take_terminal() -> None:
 
 
 class Terminal:
-    """The andon command in a pseudo-terminal of 120x40, its output read continuously."""
+    """The andon command (or `program`) in a pseudo-terminal of 120x40, its output read
+    continuously."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        program: str = ANDON,
+        cwd: Path | None = None,
+    ) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         environment = {
@@ -51,7 +58,8 @@ class Terminal:
         environment.pop("COLUMNS", None)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [ANDON, *args],
+            [program, *args],
+            cwd=cwd,
             stdin=slave,
             stdout=slave,
             stderr=slave,
