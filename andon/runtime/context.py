@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import os
 import pickle
 import shlex
+import ssl
 import sys
 import tempfile
 import threading
@@ -313,7 +315,7 @@ class TaskContext:
         """An HTTP client whose requests are aborted and connections closed with the task."""
         self._ensure_active()
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0))
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), verify=_tls_context())
         return self._http
 
     async def to_thread(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -480,6 +482,13 @@ class SyncTaskContext:
 
     def write_file(self, path: str | Path, data: str | bytes | Iterable[str | bytes]) -> Path:
         return self.async_context.call_from_thread(self.async_context.write_file(path, data))
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every attempt's HTTP client: building one loads the CA bundle,
+    30 to 50 ms of CPU, which a client of its own per task would pay each time."""
+    return httpx.create_ssl_context()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
