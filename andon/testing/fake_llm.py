@@ -14,7 +14,8 @@ and llama.cpp's servers it stops generating as soon as its client disconnects.
     python -m andon.testing.fake_llm --port 8900      # the same as a process; GET /log
 
 Routes: `POST /v1/chat/completions` (OpenAI, `stream: true`), `POST /v1/messages`
-(Anthropic, `stream: true`), `GET /log` (the generations as JSON).
+(Anthropic, `stream: true`), `GET /log` (the generations as JSON; `?from=N` from the
+N-th on).
 
 What a reply does is chosen by `key=value` words in the conversation's last user text
 (the server's defaults apply otherwise):
@@ -74,6 +75,8 @@ class Generation:
     """When the server saw its client go, if it did before the reply ended."""
     ended: str | None = None
     """How the reply ended: "complete", "disconnected", "cut", "badjson", "status"."""
+    user: str = ""
+    """The conversation's last user text (which steered the reply)."""
 
     def tokens_after(self, ns: int) -> int:
         return sum(1 for at in self.tokens if at > ns)
@@ -92,6 +95,7 @@ class Plan:
     """Index of the first word (a continued answer goes on from there)."""
     prompt_tokens: int
     tool_name: str | None
+    user: str
 
 
 class FakeModelServer:
@@ -172,7 +176,12 @@ class FakeModelServer:
             return
         path, method = scope["path"], scope["method"]
         if method == "GET" and path == "/log":
-            body = json.dumps({"generations": [asdict(g) for g in list(self.generations)]})
+            # `?from=N`: the generations from the N-th on (0-based), for a poller.
+            query = dict(
+                p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p
+            )
+            start = int(query.get("from", "0") or 0)
+            body = json.dumps({"generations": [asdict(g) for g in self.generations[start:]]})
             await _respond(send, 200, body.encode())
             return
         dialect = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic"}.get(path)
@@ -192,23 +201,42 @@ class FakeModelServer:
             await _respond(send, 400, json.dumps({"error": {"message": str(exc)}}).encode())
             return
         generation = Generation(
-            f"gen-{len(self.generations) + 1}", dialect, str(request.get("model")), _now()
+            f"gen-{len(self.generations) + 1}",
+            dialect,
+            str(request.get("model")),
+            _now(),
+            user=plan.user,
         )
         self.generations.append(generation)
-        # Once the request is read, receive() returns only when the client goes away.
+        # Once the request is read, receive() returns only when the client goes away:
+        # then the reply is cancelled wherever it is (pacing, prefill, or a send).
+        reply = asyncio.current_task()
+        assert reply is not None
+
+        def client_went(watch: asyncio.Future[Any]) -> None:
+            if not watch.cancelled() and generation.ended is None:
+                generation.disconnected_ns = _now()
+                reply.cancel()
+
         gone = asyncio.ensure_future(receive())
+        gone.add_done_callback(client_went)
         try:
-            await Reply(generation, plan, request, send, gone).play()
+            await Reply(generation, plan, request, send).play()
+        except asyncio.CancelledError:
+            if generation.disconnected_ns is None:
+                raise
+            generation.ended = "disconnected"
         finally:
             gone.cancel()
 
     def _plan(self, request: dict[str, Any], dialect: str) -> Plan:
         messages: list[dict[str, Any]] = request["messages"]
         words: dict[str, str] = {}
+        user = ""
         for message in messages:
             if message["role"] == "user" and _text(message["content"]):
-                found = DIRECTIVE.findall(_text(message["content"]))
-                words = {key: value.strip('"') for key, value in found}
+                user = _text(message["content"])
+                words = {key: value.strip('"') for key, value in DIRECTIVE.findall(user)}
         answered_tool = any(_is_tool_result(m) for m in messages)
         tools = request.get("tools") or []
         tool_name = None
@@ -231,6 +259,7 @@ class FakeModelServer:
             start=start,
             prompt_tokens=len(prompt.split()),
             tool_name=tool_name,
+            user=user,
         )
 
 
@@ -247,33 +276,18 @@ class Reply:
         plan: Plan,
         request: dict[str, Any],
         send: Send,
-        gone: asyncio.Future[Any],
     ) -> None:
         self.g = generation
         self.plan = plan
         self.request = request
         self.send = send
-        self.gone = gone
         self.openai = generation.dialect == "openai"
         self.started = 0.0
         self.count = 0
 
-    async def wait(self, seconds: float) -> bool:
-        """Sleep, unless the client goes first; False once it has gone."""
-        if not self.gone.done() and seconds > 0:
-            await asyncio.wait({self.gone}, timeout=seconds)
-        elif not self.gone.done():
-            await asyncio.sleep(0)
-        if self.gone.done():
-            self.g.disconnected_ns = self.g.disconnected_ns or _now()
-            self.g.ended = self.g.ended or "disconnected"
-            return False
-        return True
-
     async def play(self) -> None:
         plan = self.plan
-        if not await self.wait(plan.prefill):
-            return
+        await asyncio.sleep(plan.prefill)
         if plan.status is not None:
             self.g.ended = "status"
             await _respond(self.send, plan.status, self.error_body(plan.status))
@@ -287,7 +301,7 @@ class Reply:
             ok = await self.tool_call(plan.tool_name or "run", json.dumps({"command": plan.tool}))
         else:
             ok = await self.text()
-        if not ok:
+        if not ok:  # the stream was broken on purpose
             return
         for name, data in self.closing():
             await self.event(name, data)
@@ -298,8 +312,8 @@ class Reply:
         self.g.ended = "complete"
 
     async def next_token(self) -> bool:
-        """Wait for the next token's turn; log it as generated. False when the client went,
-        or when the plan says to break the stream here."""
+        """Wait for the next token's turn; log it as generated. False when the plan says
+        to break the stream here."""
         plan = self.plan
         if plan.cut is not None and self.count >= plan.cut:
             self.g.ended = "cut"
@@ -311,8 +325,7 @@ class Reply:
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
             return False
         due = self.started + self.count / plan.rate if plan.rate > 0 else 0.0
-        if not await self.wait(due - time.monotonic()):
-            return False
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
         self.count += 1
         self.g.tokens.append(_now())
         return True
@@ -459,7 +472,12 @@ def main() -> None:
         tokens=args.tokens, rate=args.rate, prefill=args.prefill, host=args.host, port=args.port
     )
     config = uvicorn.Config(
-        server.app, interface="asgi3", host=args.host, port=args.port, lifespan="off"
+        server.app,
+        interface="asgi3",
+        host=args.host,
+        port=args.port,
+        lifespan="off",
+        log_level="critical",  # a disconnected reply is normal here, not an error
     )
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
