@@ -16,7 +16,8 @@ no vendor SDK is needed. Two dialects: OpenAI chat-completions (`/chat/completio
 OpenAI, vLLM, llama.cpp, Ollama, LiteLLM) and Anthropic messages (`/v1/messages`).
 
 What a call leaves behind:
-- the text deltas, appended to the artifact (`artifact=`) as they arrive;
+- the text deltas, appended to the artifact (`artifact=`) as they arrive (those that
+  arrive within `Model.emit_every`, 20 ms, of the last append go together);
 - the tool calls the model made, assembled (`Completion.tool_calls`), and the assistant
   message to append to the conversation (`Completion.message`, in the dialect's shape);
 - usage, summed over the calls of the attempt, in the task's metadata when the attempt
@@ -40,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -121,6 +123,11 @@ class Model:
     dialect: Dialect = "openai"
     max_tokens: int | None = None
     """Sent as `max_tokens` (the Anthropic dialect requires one: 4096 when unset)."""
+    emit_every: float = 0.02
+    """Deltas go into the artifact at most this often (seconds); those that arrive in
+    between are appended together. Each append is a store write and an event to every
+    follower: at 200 tokens/s, 0.02 makes 50 appends a second instead of 200 while
+    followers see the text at most ~20 ms later. 0 appends every delta on its own."""
     read_timeout: float = 120.0
     """Seconds without a byte from the server (prefill included) before the call fails;
     the task's own deadline (`andon.timeout`) bounds the whole call anyway."""
@@ -299,6 +306,7 @@ class _Stream:
     text: list[str] = field(default_factory=list)
     unsaved: list[str] = field(default_factory=list)
     """Text received and not yet in the artifact."""
+    saved_at: float = 0.0
     calls: dict[int, _Call] = field(default_factory=dict)
     deltas: int = 0
     prompt_tokens: int | None = None
@@ -319,10 +327,11 @@ class _Stream:
                         f": {detail}" if detail else ""
                     )
                     raise ModelError(server, what, response.status_code)
-                async for data in _events(response.aiter_lines()):
+                async for data in _events(response.aiter_bytes()):
                     await self._take(data)
                     if self.done:
                         break
+            await self.save()
         except httpx.TimeoutException:
             raise ModelError(server, f"sent nothing for {self.model.read_timeout:g} s") from None
         except httpx.TransportError as exc:
@@ -400,8 +409,15 @@ class _Stream:
         self.deltas += 1
         if self.artifact is not None:
             self.unsaved.append(text)
-            await self.ctx.emit(text, artifact=self.artifact)
+            if time.monotonic() - self.saved_at >= self.model.emit_every:
+                await self.save()
+
+    async def save(self) -> None:
+        """Append the text received since the last append, as one artifact chunk."""
+        if self.unsaved and self.artifact is not None:
+            await self.ctx.emit("".join(self.unsaved), artifact=self.artifact)
             self.unsaved.clear()
+            self.saved_at = time.monotonic()
 
     def usage(self) -> Usage:
         if self.completion_tokens is None:
@@ -443,17 +459,26 @@ class _Stream:
         return {"role": "assistant", "content": blocks}
 
 
-async def _events(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The data of each server-sent event of a response (both dialects name an event's
-    kind in its data too, so its `event:` line is not needed)."""
+    kind in its data too, so its `event:` line is not needed). Lines are split here
+    rather than by httpx's text decoders: a stream of tokens is tens of thousands of
+    small chunks, and those layers cost about a tenth of reading one."""
     data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-            data = []
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
+    pending = b""
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode()
+            if not line:
+                if data:
+                    yield "\n".join(data)
+                data = []
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+    if pending.startswith(b"data:"):
+        data.append(pending[5:].decode().strip())
     if data:
         yield "\n".join(data)
 
