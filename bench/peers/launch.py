@@ -48,6 +48,7 @@ class Peer:
     card_path: str
     rpc_path: str
     protocol: str  # what the JSON-RPC endpoint speaks, for the harness's client
+    venv: str = ""  # the virtual environment it runs in (default: its name)
 
 
 PEERS = {
@@ -56,6 +57,15 @@ PEERS = {
         "a2a-sdk", HERE / "a2a_sdk_server.py", "/.well-known/agent-card.json", "/", "1.0+0.3"
     ),
     "bindu": Peer("bindu", HERE / "bindu_server.py", "/.well-known/agent.json", "/", "0.3"),
+    # bench/llm.py: one streamed chat completion per task, with the openai client.
+    "a2a-sdk-llm": Peer(
+        "a2a-sdk-llm",
+        HERE / "a2a_sdk_llm_server.py",
+        "/.well-known/agent-card.json",
+        "/",
+        "1.0+0.3",
+        venv="a2a-sdk",
+    ),
 }
 
 
@@ -64,7 +74,7 @@ def command(peer: str, port: int, args: list[str] | tuple[str, ...] = ()) -> lis
     spec = PEERS[peer]
     if spec.script is None:
         return [sys.executable, "-m", "andon", "serve", "--port", str(port), *args]
-    return [str(setup_envs.ensure(peer)), str(spec.script), "--port", str(port), *args]
+    return [str(setup_envs.ensure(spec.venv or peer)), str(spec.script), "--port", str(port), *args]
 
 
 def card_url(peer: str, port: int) -> str:
