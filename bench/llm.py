@@ -400,10 +400,12 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--servings", default=",".join(SERVINGS))
     parser.add_argument("--pin", action="store_true", help="servers on CPU 0, the rest on 1")
+    parser.add_argument("--json", type=Path, help="save the figures here (default: bench/results/)")
     opts = parser.parse_args()
     PIN["on"] = opts.pin
     if opts.quick:
-        opts.cancels, opts.streams, opts.seconds = 10, "1,20", 1.0
+        opts.cancels, opts.seconds = 10, 1.0
+        opts.streams = "1,20" if opts.streams == parser.get_default("streams") else opts.streams
     if opts.pin:
         os.sched_setaffinity(0, {CLIENT_CPU})
     record: JSON = {
@@ -432,9 +434,10 @@ async def main() -> None:
                 record["streams"].append(result)
                 print(result)
     record["load_after"] = os.getloadavg()[0]
-    RESULTS.mkdir(exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"llm-{stamp}.json").write_text(json.dumps(record, indent=1))
+    path = opts.json or RESULTS / f"llm-{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
     print(render(record))
 
 

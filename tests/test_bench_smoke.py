@@ -1,4 +1,5 @@
-"""The side-by-side benchmark still runs: `bench.compare --quick` against andon alone.
+"""The side-by-side benchmark still runs: `bench.compare --quick` against andon alone;
+so does `bench.llm --quick` (andon's servings only).
 
 Nothing here is timed; it checks that every measurement produced its figures, that the
 comparison section replaced nothing else in the file, and the behaviour andon promises
@@ -70,3 +71,25 @@ def test_quick_compare_against_andon(tmp_path: Path) -> None:
     assert text.count(BEGIN) == text.count(END) == 1
     assert "| measurement | andon |" in text
     assert "andon against the targets of issue 8" in text
+
+
+def test_quick_llm_bench_against_andon(tmp_path: Path) -> None:
+    figures = tmp_path / "llm.json"
+    servings = "andon.llm (andon),openai client on ctx.http (andon)"
+    command = [sys.executable, "-m", "bench.llm", "--quick", "--servings", servings]
+    subprocess.run(
+        [*command, "--streams", "1,5", "--json", str(figures)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    record = json.loads(figures.read_text())
+    for name in servings.split(","):
+        cancels = record["cancels"][name]
+        assert cancels["n"] == cancels["canceled"] == cancels["model_saw_disconnect"] == 10
+    assert [s["streams"] for s in record["streams"]] == [1, 5]
+    for figures_of in record["streams"]:
+        assert figures_of["failed_or_short"] == 0
+        assert figures_of["tokens"] == figures_of["streams"] * figures_of["tokens_per_stream"]
+        assert figures_of["cpu_us_per_token"] > 0 and figures_of["follower_ms_p99"] is not None
