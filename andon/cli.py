@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from andon.client.commands import register as register_client_commands
 from andon.server.app import ServerConfig
 from andon.server.auth import TokenAuth, digest, new_token
 from andon.server.streams import DisconnectPolicy
+
+if TYPE_CHECKING:
+    from andon.push.sender import PushSettings
 
 app = typer.Typer(
     help="andon: serve Python agents over A2A, where cancel means stop.",
@@ -70,6 +73,19 @@ def serve(
     lease: Annotated[
         float, typer.Option(help="Distributed: seconds a lost worker's tasks wait to be failed")
     ] = 30.0,
+    push_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Webhook hosts or CIDRs allowed although not public (repeatable or "
+            "comma-separated); their URLs may be plain http"
+        ),
+    ] = None,
+    push_retry_for: Annotated[
+        float, typer.Option(help="Seconds after an event that its webhook delivery is retried")
+    ] = 900.0,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
+    ] = False,
 ) -> None:
     """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE).
 
@@ -102,6 +118,8 @@ def serve(
         agent,
         *("--db", db, "--concurrency", str(max_concurrent), "--drain", str(drain)),
         *("--lease", str(lease), "--log-level", log_level, "--log-format", log_format),
+        *("--push-retry-for", str(push_retry_for), *(["--no-push"] if no_push else [])),
+        *(arg for entry in push_allow or () for arg in ("--push-allow", entry)),
     ]
     if token_auth is None and not is_loopback(host):
         err.print(
@@ -121,7 +139,9 @@ def serve(
                 auth=token_auth,
                 on_disconnect=policy,
             ),
-            service=ServiceSettings(cancel_wait=cancel_wait),
+            service=ServiceSettings(
+                cancel_wait=cancel_wait, push=_push_settings(push_allow, push_retry_for, no_push)
+            ),
             runtime=RuntimeSettings(),
             log_level=log_level,
             log_format=log_format,
@@ -151,6 +171,19 @@ def worker(
         int | None, typer.Option(help="Serve /metrics, /healthz and /readyz on this port")
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port")] = "127.0.0.1",
+    push_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Webhook hosts or CIDRs allowed although not public (repeatable or "
+            "comma-separated); their URLs may be plain http"
+        ),
+    ] = None,
+    push_retry_for: Annotated[
+        float, typer.Option(help="Seconds after an event that its webhook delivery is retried")
+    ] = 900.0,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
+    ] = False,
 ) -> None:
     """Run tasks of a distributed andon: take them from the database's queue, run them,
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
@@ -177,11 +210,20 @@ def worker(
             concurrency=concurrency,
             drain=drain,
             queue=QueueSettings(lease=lease),
-            service=ServiceSettings(),
+            service=ServiceSettings(push=_push_settings(push_allow, push_retry_for, no_push)),
             runtime=RuntimeSettings(),
             metrics=(metrics_host, metrics_port) if metrics_port is not None else None,
         )
     )
+
+
+def _push_settings(allow: list[str] | None, retry_for: float, off: bool) -> PushSettings | None:
+    from andon.push.policy import PushPolicy
+    from andon.push.sender import PushSettings
+
+    if off:
+        return None
+    return PushSettings(policy=PushPolicy.allowing(allow or ()), retry_for=retry_for)
 
 
 def _token_auth(mode: str, tokens: Path | None) -> TokenAuth | None:

@@ -20,10 +20,12 @@ from andon.dispatch.base import Dispatcher
 from andon.options import RETRY_OF, client_options
 from andon.protocol.errors import (
     InvalidParams,
+    PushNotificationNotSupported,
     TaskNotCancelable,
     TaskNotFound,
     UnsupportedOperation,
 )
+from andon.protocol.params import PushNotificationConfig
 from andon.protocol.types import (
     ACTIVE_STATES,
     CancelReason,
@@ -36,9 +38,13 @@ from andon.protocol.types import (
     TaskStatus,
     new_id,
 )
+from andon.push import configs
+from andon.push.policy import RefusedURL
+from andon.push.sender import PushSender, PushSettings
 from andon.runtime.agent import SKILL_KEY, UnknownSkill
 from andon.runtime.scope import CANCEL_MODE, CancelMode
 from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
+from andon.store.push import PushConfig
 from andon.telemetry import tracing
 from andon.telemetry.hub import Telemetry
 
@@ -83,6 +89,8 @@ class ServiceSettings:
     timeout: float | None = None
     idle_timeout: float | None = None
     input_timeout: float | None = None
+    push: PushSettings | None = field(default_factory=PushSettings)
+    """Push notifications (None: not offered): the URL policy, retries, timeouts."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ class TaskService:
         self.settings = settings or ServiceSettings()
         self.telemetry = telemetry or Telemetry()
         self.skills = tuple(skills)
+        self.push: PushSender | None = None
+        """Delivers push notifications; None: this service offers none."""
         self._accepting = False
 
     # -- life cycle ------------------------------------------------------------------
@@ -177,29 +187,42 @@ class TaskService:
         principal: Principal,
         *,
         metadata: dict[str, Any] | None = None,
+        push: PushNotificationConfig | None = None,
+        version: str = "1.0",
     ) -> TaskRecord:
         """Start a task for the message — or, when the message names a task waiting for
-        input, answer it. Returns the task as stored."""
+        input, answer it. Returns the task as stored. `push` registers a webhook for the
+        task (its events from the first, in the A2A `version`), checked before anything
+        is stored."""
         self._check_accepting()
         if not message.parts:
             raise InvalidParams("message.parts must not be empty")
         if message.role is not Role.USER:
             raise InvalidParams("message.role must be user")
+        if push is not None:
+            await self._check_push(push)
         if message.task_id:
+            if push is not None:
+                await self.set_push_config(message.task_id, principal, push, version)
             return await self.answer(message.task_id, principal, message)
         options = client_options(message.metadata, metadata)
         self._check_skill(options.get(SKILL_KEY))
-        return await self._start(message, principal, options)
+        return await self._start(message, principal, options, push, version)
 
     def _check_accepting(self) -> None:
         if not self._accepting:
             raise UnsupportedOperation("the server is shutting down")
 
     async def _start(
-        self, message: Message, principal: Principal, options: dict[str, Any]
+        self,
+        message: Message,
+        principal: Principal,
+        options: dict[str, Any],
+        push: PushNotificationConfig | None = None,
+        version: str = "1.0",
     ) -> TaskRecord:
         """Store and dispatch a new task with checked options (the client's, or those a
-        retry copies), under the request's trace context."""
+        retry copies), under the request's trace context, with its webhook if any."""
         self._check_accepting()
         if trace_context := tracing.carrier():
             options[tracing.CARRIER_KEY] = trace_context
@@ -223,6 +246,8 @@ class TaskService:
             ),
             message.dump(),
         )
+        if push is not None:
+            await self._store_push(configs.to_stored(task_id, push, version), backfill=True)
         if policy is ContextPolicy.PARALLEL or named_context is None:
             await self.dispatcher.dispatch(task_id, conversation(record))
             return record
@@ -508,6 +533,56 @@ class TaskService:
         return list(await asyncio.gather(*(one(t) for t in ids)))
 
     # -- access ------------------------------------------------------------------------
+
+    # -- push notifications ------------------------------------------------------------
+
+    async def set_push_config(
+        self, task_id: str, principal: Principal, config: PushNotificationConfig, version: str
+    ) -> PushNotificationConfig:
+        """Register (or replace, by id) a webhook for the task's events from now on."""
+        await self._check_push(config)
+        await self._owned(task_id, principal)
+        stored = await self._store_push(configs.to_stored(task_id, config, version))
+        return configs.to_wire(stored)
+
+    async def get_push_config(
+        self, task_id: str, principal: Principal, config_id: str
+    ) -> PushNotificationConfig:
+        self._pusher()
+        await self._owned(task_id, principal)
+        found = await self.store.push.get_config(task_id, config_id)
+        if found is None:
+            raise TaskNotFound(f"task {task_id} has no push notification config {config_id!r}")
+        return configs.to_wire(found)
+
+    async def list_push_configs(
+        self, task_id: str, principal: Principal
+    ) -> builtins.list[PushNotificationConfig]:
+        self._pusher()
+        await self._owned(task_id, principal)
+        return [configs.to_wire(c) for c in await self.store.push.list_configs(task_id)]
+
+    async def delete_push_config(self, task_id: str, principal: Principal, config_id: str) -> None:
+        """Idempotent: deleting a config that is not there succeeds."""
+        self._pusher()
+        await self._owned(task_id, principal)
+        await self.store.push.delete_config(task_id, config_id)
+
+    def _pusher(self) -> PushSender:
+        if self.push is None:
+            raise PushNotificationNotSupported()
+        return self.push
+
+    async def _check_push(self, config: PushNotificationConfig) -> None:
+        try:
+            await self._pusher().settings.policy.check(config.url)
+        except RefusedURL as exc:
+            raise InvalidParams(f"push notification URL refused: {exc}") from None
+
+    async def _store_push(self, config: PushConfig, *, backfill: bool = False) -> PushConfig:
+        stored = await self.store.push.put_config(config, backfill=backfill)
+        self._pusher().kick()
+        return stored
 
     async def _owned(self, task_id: str, principal: Principal) -> TaskRecord:
         """The task, if this principal may see it; another's task is 'not found', so

@@ -76,9 +76,12 @@ trap 'exit 130' INT TERM
 
 echo "== andon serve examples/tck_agent.py:agent on $url (A2A $ANDON_TCK_A2A_VERSIONS)"
 # The TCKs leave many tasks waiting for input (the 0.3 one well over 64, andon's default
-# limit of tasks running at once, each holding its slot): room for all of them.
+# limit of tasks running at once, each holding its slot): room for all of them. The 1.0
+# TCK's webhook receiver listens on this machine (http://localhost:PORT/webhook), which
+# andon refuses unless allowed.
 (cd "$repo" && exec "$andon_bin" serve examples/tck_agent.py:agent --host 127.0.0.1 \
-    --port "$port" --db "$work/tck.db" --max-concurrent 1000 --log-level warning) \
+    --port "$port" --db "$work/tck.db" --max-concurrent 1000 --log-level warning \
+    --push-allow localhost,127.0.0.1) \
     >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do

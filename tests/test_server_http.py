@@ -194,18 +194,6 @@ async def test_subscribe_follows_a_task_to_its_end(peer: Peer) -> None:
     ]
 
 
-async def test_push_notification_config_methods_are_not_supported(peer: Peer) -> None:
-    task = await peer.send("echo x")
-    url = "https://example.com/push"
-    params = (
-        {"id": task["id"], "config": "c1", "url": url}
-        if peer.dialect.rest
-        else {"taskId": task["id"], "id": "c1", "url": url}
-    )
-    for op in ("push_create", "push_get", "push_list", "push_delete"):
-        assert_error(await peer.call(op, params), -32003)
-
-
 async def test_extended_card_is_not_configured(peer: Peer) -> None:
     assert_error(await peer.call("extended_card"), -32007)
 

@@ -24,7 +24,7 @@ from andon.store import pg_schema
 from andon.store.base import Event, NewTask, Store, TaskRecord
 from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
 from andon.store.postgres import PostgresStore
-from andon.store.sqlite import MIGRATIONS, SQLiteStore
+from andon.store.sqlite import MIGRATIONS, SQLiteStore, split_statements
 from andon.telemetry.observe import Observer
 from tests.helpers import eventually, user_text
 
@@ -851,9 +851,8 @@ async def test_sqlite_open_while_another_opener_migrates(tmp_path: Path) -> None
         opening = asyncio.create_task(store.open())
         await asyncio.sleep(0.3)  # let it read the schema version and wait for the lock
         for number, script in enumerate(MIGRATIONS, start=1):
-            for statement in script.split(";"):
-                if statement.strip():
-                    other.execute(statement)
+            for statement in split_statements(script):
+                other.execute(statement)
             other.execute(f"PRAGMA user_version={number}")
         other.execute("COMMIT")
         try:

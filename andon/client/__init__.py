@@ -33,6 +33,7 @@ from andon.client.errors import (
     VersionNotSupported,
 )
 from andon.client.sync import Client
+from andon.protocol.params import PushNotificationAuth, PushNotificationConfig
 
 __all__ = [
     "DEFAULT_URL",
@@ -45,6 +46,8 @@ __all__ = [
     "InvalidParams",
     "MethodNotFound",
     "ProtocolError",
+    "PushNotificationAuth",
+    "PushNotificationConfig",
     "RemoteError",
     "ServerUnreachable",
     "StreamEvent",

@@ -40,6 +40,7 @@ from andon.protocol.params import (
     ListTasksParams,
     ListTasksResult,
     Params,
+    PushNotificationConfig,
     RetryParams,
     SendMessageConfiguration,
     SendMessageParams,
@@ -266,14 +267,19 @@ class AndonClient:
         metadata: dict[str, Any] | None = None,
         blocking: bool = True,
         history_length: int | None = None,
+        push: str | PushNotificationConfig | None = None,
     ) -> Task:
         """Send a message (SendMessage). Blocking (the default), returns the task once it
         has ended or asks for input; else at once, as the server created it. With
-        `task_id`, the message answers that task's question."""
+        `task_id`, the message answers that task's question. `push` (a webhook URL, or a
+        PushNotificationConfig with its token and authentication) has the server POST
+        every event of the task to it."""
         params = SendMessageParams(
             message=user_message(message, context_id=context_id, task_id=task_id),
             configuration=SendMessageConfiguration(
-                return_immediately=not blocking, history_length=history_length
+                return_immediately=not blocking,
+                history_length=history_length,
+                push_notification_config=_push_config(push),
             ),
             metadata=metadata,
         )
@@ -293,13 +299,18 @@ class AndonClient:
         task_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         on_disconnect: str | None = None,
+        push: str | PushNotificationConfig | None = None,
     ) -> EventStream:
         """Send a message and follow its task (SendStreamingMessage). `on_disconnect` is
         what the server does with the task if this stream closes before its end:
         `continue`, `cancel` or `cancel-when-orphaned=SECONDS` (else the server's
-        default)."""
+        default). `push`: a webhook, as for `send`."""
+        config = _push_config(push)
         params = SendMessageParams(
             message=user_message(message, context_id=context_id, task_id=task_id),
+            configuration=SendMessageConfiguration(push_notification_config=config)
+            if config
+            else None,
             metadata=metadata,
         )
         return EventStream(self, Method.STREAM, params, None, None, on_disconnect)
@@ -723,6 +734,10 @@ def rest_error(body: Any, status: int) -> RemoteError:
         if isinstance(detail, dict) and detail.get("reason") in _ERROR_REASONS:
             code = _ERROR_REASONS[detail["reason"]]
     return remote_error({"code": code, "message": error.get("message") or f"HTTP {status}"})
+
+
+def _push_config(push: str | PushNotificationConfig | None) -> PushNotificationConfig | None:
+    return PushNotificationConfig(url=push) if isinstance(push, str) else push
 
 
 def _interrupted(event: StreamEvent) -> bool:

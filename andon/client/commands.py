@@ -47,6 +47,7 @@ from andon.client.render import (
     json_line,
 )
 from andon.client.session import EXIT_INTERRUPTED, Conversation, Questions
+from andon.protocol.params import PushNotificationConfig
 from andon.protocol.types import Role, Task, TaskState
 
 EXIT_USAGE = 2
@@ -255,6 +256,20 @@ def send(
             "--detach", help="Start the task, print its id and exit; it runs on (andon watch ID)"
         ),
     ] = False,
+    push: Annotated[
+        str | None,
+        typer.Option(
+            help="A webhook URL the server POSTs every event of the task to",
+            show_default=False,
+        ),
+    ] = None,
+    push_token: Annotated[
+        str | None,
+        typer.Option(
+            help="With --push: sent as X-A2A-Notification-Token on each POST",
+            show_default=False,
+        ),
+    ] = None,
     on_disconnect: OnDisconnect = "cancel",
     json: Json = False,
     no_input: NoInput = False,
@@ -278,12 +293,20 @@ def send(
     if skill is not None:
         options["andon.skill"] = skill
     metadata = options or None
+    if push_token is not None and push is None:
+        raise typer.BadParameter("needs --push", param_hint="--push-token")
+    webhook = PushNotificationConfig(url=push, token=push_token) if push else None
 
     async def command(client: AndonClient) -> int:
         answering = await resolve(client, task) if task is not None else None
         if detach:
             started = await client.send(
-                text, context_id=context, task_id=answering, metadata=metadata, blocking=False
+                text,
+                context_id=context,
+                task_id=answering,
+                metadata=metadata,
+                blocking=False,
+                push=webhook,
             )
             print(json_line(started.dump()) if json else started.id, flush=True)
             if not json:
@@ -302,10 +325,16 @@ def send(
                         task_id=answering,
                         metadata=metadata,
                         on_disconnect=policy,
+                        push=webhook,
                     )
                 )
             first = await client.send(
-                text, context_id=context, task_id=answering, metadata=metadata, blocking=False
+                text,
+                context_id=context,
+                task_id=answering,
+                metadata=metadata,
+                blocking=False,
+                push=webhook,
             )
             return await talk.poll(first)
 

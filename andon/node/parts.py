@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from andon.dispatch.base import Dispatcher
+from andon.push.sender import PushSender
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings, Supervisor
@@ -73,6 +74,10 @@ class Node:
         )
         if self.supervisor is not None:
             self.supervisor.set_cancel_requester(self.service.request_cancel)
+        push = self.service.settings.push
+        if push is not None:
+            # Every process delivers the shared outbox, whoever queued what.
+            self.service.push = PushSender(self.store, telemetry.metrics, push)
 
     async def start(self) -> None:
         await self.store.open()
@@ -80,6 +85,8 @@ class Node:
             # Only embedded mode's one process may end what a dead process left running;
             # in distributed mode other workers run those (a lost one's lease lapses).
             await self.service.start(recover=not self.distributed)
+            if self.service.push is not None:
+                await self.service.push.start()
         except BaseException:
             await self.store.close()
             raise
@@ -91,6 +98,8 @@ class Node:
             if self.supervisor is not None:
                 await self.supervisor.close()
         finally:
+            if self.service.push is not None:
+                await self.service.push.stop()
             await self.store.close()
 
 

@@ -84,6 +84,7 @@ def build_card(
     extensions: Iterable[str | AgentExtension] = (),
     streaming: bool = True,
     extended_card: bool = False,
+    push_notifications: bool = False,
     input_modes: Sequence[str] = ("text/plain", "application/json"),
     output_modes: Sequence[str] = ("text/plain", "application/json"),
     jsonrpc_url: str | None = None,
@@ -123,7 +124,10 @@ def build_card(
         version=version,
         supported_interfaces=interfaces,
         capabilities=AgentCapabilities(
-            streaming=streaming, extensions=declared or None, extended_agent_card=extended_card
+            streaming=streaming,
+            push_notifications=push_notifications,
+            extensions=declared or None,
+            extended_agent_card=extended_card,
         ),
         default_input_modes=list(input_modes),
         default_output_modes=list(output_modes),

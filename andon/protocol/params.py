@@ -149,6 +149,27 @@ class RetryParams(Model):
     id: str = _TASK_ID
 
 
+_PUSH_TASK = Field(min_length=1, validation_alias=AliasChoices("taskId", "task_id"))
+
+
+class PushConfigParams(Model):
+    """CreateTaskPushNotificationConfig (0.3 tasks/pushNotificationConfig/set)."""
+
+    task_id: str = _PUSH_TASK
+    config: PushNotificationConfig
+
+
+class PushConfigRef(Model):
+    """Get/DeleteTaskPushNotificationConfig: a task's config by its id."""
+
+    task_id: str = _PUSH_TASK
+    id: str = Field(min_length=1)
+
+
+class ListPushConfigsParams(Model):
+    task_id: str = _PUSH_TASK
+
+
 class ExtendedCardParams(Model):
     """GetExtendedAgentCard takes nothing but the caller's credentials."""
 
@@ -162,4 +183,7 @@ Params = (
     | CancelManyParams
     | RetryParams
     | ExtendedCardParams
+    | PushConfigParams
+    | PushConfigRef
+    | ListPushConfigsParams
 )

@@ -11,10 +11,11 @@ JSON-RPC methods are named `{category}/{action}`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from andon.protocol.errors import A2AError
-from andon.protocol.params import SendMessageConfiguration
+from andon.protocol.params import PushNotificationConfig, SendMessageConfiguration
 from andon.protocol.types import TaskState
 from andon.protocol.wire import (
     ANDON_METHODS,
@@ -136,6 +137,24 @@ class V03Codec(Codec):
 
     def history_in(self, value: Any) -> Any:
         return None if value == 0 and not isinstance(value, bool) else value
+
+    def push_in(self, data: dict[str, Any]) -> tuple[Any, Any]:
+        """0.3: `{taskId, pushNotificationConfig: {id, url, token, authentication}}`."""
+        config = data.get("pushNotificationConfig")
+        return data.get("taskId"), push_config_in(config, "pushNotificationConfig")
+
+    def push_ref_in(self, data: dict[str, Any], *, config: bool = True) -> tuple[Any, Any]:
+        """0.3: `{id: <task>, pushNotificationConfigId}`."""
+        return data.get("id"), data.get("pushNotificationConfigId") if config else None
+
+    def encode_push_config(self, task_id: str, config: PushNotificationConfig) -> Any:
+        return {"taskId": task_id, "pushNotificationConfig": push_config_out(config.dump())}
+
+    def encode_push_list(self, task_id: str, configs: Iterable[PushNotificationConfig]) -> Any:
+        return [self.encode_push_config(task_id, c) for c in configs]
+
+    def encode_push_deleted(self) -> Any:
+        return None
 
     def wrap(self, kind: str, out: dict[str, Any]) -> dict[str, Any]:
         return out

@@ -17,10 +17,15 @@ blocking only when it says so; one that sends no configuration gets andon's defa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from andon.protocol.errors import A2AError
-from andon.protocol.params import SendMessageConfiguration, SendMessageParams
+from andon.protocol.params import (
+    PushNotificationConfig,
+    SendMessageConfiguration,
+    SendMessageParams,
+)
 from andon.protocol.types import TaskState
 from andon.protocol.v03 import (
     V03Codec,
@@ -137,6 +142,39 @@ class V03RestCodec(ProtoEnumCodec):
 
     def history_in(self, value: Any) -> Any:
         return None if value == 0 and not isinstance(value, bool) else value
+
+    def push_in(self, data: dict[str, Any]) -> tuple[Any, Any]:
+        """The 0.3 proto's CreateTaskPushNotificationConfigRequest: `{parent, configId,
+        config: {name, pushNotificationConfig}}`; the task comes from the path."""
+        config = obj(data.get("config"), "config")
+        push = dict(
+            obj(
+                _get(config, "pushNotificationConfig", "push_notification_config"),
+                "config.pushNotificationConfig",
+            )
+        )
+        config_id = _get(data, "configId", "config_id")
+        if config_id and not push.get("id"):
+            push["id"] = config_id
+        return data.get("taskId"), push_config_in(push, "config.pushNotificationConfig")
+
+    def push_ref_in(self, data: dict[str, Any], *, config: bool = True) -> tuple[Any, Any]:
+        return data.get("taskId"), data.get("id") if config else None
+
+    def encode_push_config(self, task_id: str, config: PushNotificationConfig) -> Any:
+        return {
+            "name": f"tasks/{task_id}/pushNotificationConfigs/{config.id}",
+            "pushNotificationConfig": push_config_out(config.dump()),
+        }
+
+    def encode_push_list(self, task_id: str, configs: Iterable[PushNotificationConfig]) -> Any:
+        return {
+            "configs": [self.encode_push_config(task_id, c) for c in configs],
+            "nextPageToken": "",
+        }
+
+    def encode_push_deleted(self) -> Any:
+        return {}
 
     def wrap(self, kind: str, out: dict[str, Any]) -> dict[str, Any]:
         return frame(kind, out)

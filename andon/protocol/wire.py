@@ -28,9 +28,13 @@ from andon.protocol.params import (
     CancelManyParams,
     CancelTaskParams,
     GetTaskParams,
+    ListPushConfigsParams,
     ListTasksParams,
     ListTasksResult,
     Params,
+    PushConfigParams,
+    PushConfigRef,
+    PushNotificationConfig,
     RetryParams,
     SendMessageConfiguration,
     SendMessageParams,
@@ -264,6 +268,27 @@ class Codec(ABC):
     def decode_retry(self, params: Any) -> RetryParams:
         return decode(RetryParams, lambda: obj(params, "params"), InvalidParams)
 
+    def decode_push_create(self, params: Any) -> PushConfigParams:
+        def build() -> dict[str, Any]:
+            task_id, config = self.push_in(dict(obj(params, "params")))
+            return {"taskId": task_id, "config": config}
+
+        return decode(PushConfigParams, build, InvalidParams)
+
+    def decode_push_ref(self, params: Any) -> PushConfigRef:
+        def build() -> dict[str, Any]:
+            task_id, config_id = self.push_ref_in(dict(obj(params, "params")))
+            return {"taskId": task_id, "id": config_id}
+
+        return decode(PushConfigRef, build, InvalidParams)
+
+    def decode_push_list(self, params: Any) -> ListPushConfigsParams:
+        def build() -> dict[str, Any]:
+            task_id, _ = self.push_ref_in(dict(obj(params, "params")), config=False)
+            return {"taskId": task_id}
+
+        return decode(ListPushConfigsParams, build, InvalidParams)
+
     # -- requests: canonical params → wire params (for clients) -------------------------
 
     def encode_params(self, params: Params) -> dict[str, Any]:
@@ -366,6 +391,20 @@ class Codec(ABC):
                 entry["error"] = o.error
             results.append(entry)
         return {"results": results}
+
+    def encode_push_config(self, task_id: str, config: PushNotificationConfig) -> Any:
+        """A stored push config (the result of create and get)."""
+        return {"taskId": task_id, **config.dump()}
+
+    def encode_push_list(self, task_id: str, configs: Iterable[PushNotificationConfig]) -> Any:
+        return {
+            "configs": [self.encode_push_config(task_id, c) for c in configs],
+            "nextPageToken": "",
+        }
+
+    def encode_push_deleted(self) -> Any:
+        """The result of a delete (google.protobuf.Empty in 1.0)."""
+        return {}
 
     def encode_error(self, error: A2AError) -> dict[str, Any]:
         """The JSON-RPC `error` object."""
@@ -556,6 +595,17 @@ class Codec(ABC):
 
     def history_in(self, value: Any) -> Any:
         return value
+
+    def push_in(self, data: dict[str, Any]) -> tuple[Any, Any]:
+        """(task id, canonical config) of a create request. 1.0 sends the config flat,
+        beside `taskId` (ProtoJSON readers accept the proto name `task_id` too)."""
+        task_id = data.pop("taskId", data.pop("task_id", None))
+        data.pop("tenant", None)
+        return task_id, data
+
+    def push_ref_in(self, data: dict[str, Any], *, config: bool = True) -> tuple[Any, Any]:
+        """(task id, config id) of a get / delete (`config`) or list request."""
+        return data.get("taskId", data.get("task_id")), data.get("id") if config else None
 
     def tag(self, out: dict[str, Any], kind: str) -> dict[str, Any]:
         if self.kinds:

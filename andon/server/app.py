@@ -27,7 +27,6 @@ from andon.protocol.errors import (
     InternalError,
     InvalidParams,
     InvalidRequest,
-    PushNotificationNotSupported,
     VersionNotSupported,
 )
 from andon.protocol.jsonrpc import (
@@ -60,9 +59,6 @@ from andon.service import Principal, TaskService
 
 log = logging.getLogger("andon.server")
 
-PUSH_METHODS = frozenset(
-    {Method.PUSH_CREATE, Method.PUSH_GET, Method.PUSH_LIST, Method.PUSH_DELETE}
-)
 EXTENSIONS = (
     "https://andon.dev/ext/cancel/v1",
     "https://andon.dev/ext/cancel-many/v1",
@@ -168,12 +164,25 @@ class A2AServer:
 
     async def _method(self, method: Method, codec: Codec, params: Any, principal: Principal) -> Any:
         ops = self.operations
-        if method in PUSH_METHODS:
-            raise PushNotificationNotSupported()
         if method is Method.EXTENDED_CARD:
             return self._extended_card(codec.version)
         if method is Method.SEND:
-            return codec.encode_send_result(await ops.send(codec.decode_send(params), principal))
+            sent = await ops.send(codec.decode_send(params), principal, codec.version.value)
+            return codec.encode_send_result(sent)
+        if method is Method.PUSH_CREATE:
+            create = codec.decode_push_create(params)
+            stored = await ops.set_push_config(create, principal, codec.version.value)
+            return codec.encode_push_config(create.task_id, stored)
+        if method is Method.PUSH_GET:
+            ref = codec.decode_push_ref(params)
+            return codec.encode_push_config(ref.task_id, await ops.get_push_config(ref, principal))
+        if method is Method.PUSH_LIST:
+            listing = codec.decode_push_list(params)
+            found = await ops.list_push_configs(listing, principal)
+            return codec.encode_push_list(listing.task_id, found)
+        if method is Method.PUSH_DELETE:
+            await ops.delete_push_config(codec.decode_push_ref(params), principal)
+            return codec.encode_push_deleted()
         if method is Method.GET:
             return codec.encode_task(await ops.get(codec.decode_get(params), principal))
         if method is Method.LIST:
@@ -202,7 +211,7 @@ class A2AServer:
             send = codec.decode_send(params)
             metadata = {**(send.message.metadata or {}), **(send.metadata or {})}
             policy = disconnect_policy(request, metadata, self.config.on_disconnect)
-            return await self.operations.stream(send, principal, policy)
+            return await self.operations.stream(send, principal, policy, codec.version.value)
         subscribe = codec.decode_subscribe(params)
         policy = disconnect_policy(request, subscribe.metadata, self.config.on_disconnect)
         return await self.operations.subscribe(
@@ -245,13 +254,13 @@ class A2AServer:
 
     async def _rest_params(self, request: Request) -> dict[str, Any]:
         params: dict[str, Any] = {k: _query_value(k, v) for k, v in request.query_params.items()}
-        if "id" in request.path_params:
-            params["id"] = request.path_params["id"]
         if request.method in ("POST", "PUT", "PATCH"):
             body = await read_json(request, self.config.max_body)
             if body is not None and not isinstance(body, dict):
                 raise InvalidRequest("the request body must be a JSON object")
             params.update(body or {})
+        # The path names the resource, whatever the body says.
+        params.update(request.path_params)
         return params
 
     # -- agent card ---------------------------------------------------------------------
@@ -321,6 +330,7 @@ class A2AServer:
             security=self.config.auth is not None,
             extensions=EXTENSIONS,
             extended_card=self.agent.has_extended_card,
+            push_notifications=self.service.push is not None,
             versions=[Version(v) for v in self.agent.a2a_versions],
         )
 
@@ -397,8 +407,10 @@ def routes(server: A2AServer) -> list[BaseRoute]:
         ("/tasks/{id}:cancel", Method.CANCEL, ["POST"]),
         ("/tasks/{id}:subscribe", Method.SUBSCRIBE, ["GET", "POST"]),
         ("/tasks/{id}:retry", Method.RETRY, ["POST"]),
-        ("/tasks/{id}/pushNotificationConfigs", Method.PUSH_CREATE, ["POST", "GET"]),
-        ("/tasks/{id}/pushNotificationConfigs/{config}", Method.PUSH_GET, ["GET", "DELETE"]),
+        ("/tasks/{taskId}/pushNotificationConfigs", Method.PUSH_CREATE, ["POST"]),
+        ("/tasks/{taskId}/pushNotificationConfigs", Method.PUSH_LIST, ["GET"]),
+        ("/tasks/{taskId}/pushNotificationConfigs/{id}", Method.PUSH_GET, ["GET"]),
+        ("/tasks/{taskId}/pushNotificationConfigs/{id}", Method.PUSH_DELETE, ["DELETE"]),
         ("/tasks/{id}", Method.GET, ["GET"]),
         ("/tasks", Method.LIST, ["GET"]),
     ]

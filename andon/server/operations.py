@@ -15,7 +15,11 @@ from andon.protocol.params import (
     CancelManyParams,
     CancelTaskParams,
     GetTaskParams,
+    ListPushConfigsParams,
     ListTasksParams,
+    PushConfigParams,
+    PushConfigRef,
+    PushNotificationConfig,
     RetryParams,
     SendMessageParams,
     SubscribeParams,
@@ -25,6 +29,7 @@ from andon.runtime.context import DIRECT_REPLY
 from andon.runtime.scope import CancelMode
 from andon.server.streams import DisconnectPolicy, Subscribers, follow_task
 from andon.service import CancelOutcome, Principal, TaskList, TaskService
+from andon.store.base import TaskRecord
 
 WAIT_UNTIL = frozenset(
     {*(s for s in TaskState if s.terminal), TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED}
@@ -62,10 +67,12 @@ class Operations:
         self.subscribers = subscribers
         self.send_wait = send_wait
 
-    async def send(self, params: SendMessageParams, principal: Principal) -> Task | Message:
+    async def send(
+        self, params: SendMessageParams, principal: Principal, version: str = "1.0"
+    ) -> Task | Message:
         """SendMessage: by default waits until the task ends or needs input. A task its
         agent answered with `ctx.reply` is answered with that message."""
-        record = await self.service.submit(params.message, principal, metadata=params.metadata)
+        record = await self._submit(params, principal, version)
         config = params.configuration
         if config is None or config.blocking:
             await self.service.wait(record.id, record.last_seq - 1, self.send_wait, WAIT_UNTIL)
@@ -77,13 +84,29 @@ class Operations:
         return task
 
     async def stream(
-        self, params: SendMessageParams, principal: Principal, policy: DisconnectPolicy
+        self,
+        params: SendMessageParams,
+        principal: Principal,
+        policy: DisconnectPolicy,
+        version: str = "1.0",
     ) -> AsyncIterator[Update]:
         """SendStreamingMessage: the Task first, then its events. The log is read from
         the task's first event, so nothing the agent does is missed."""
-        record = await self.service.submit(params.message, principal, metadata=params.metadata)
+        record = await self._submit(params, principal, version)
         view = await self.service.view(record)
         return self._stream(view, record.last_seq, principal, policy, first=True)
+
+    async def _submit(
+        self, params: SendMessageParams, principal: Principal, version: str
+    ) -> TaskRecord:
+        config = params.configuration
+        return await self.service.submit(
+            params.message,
+            principal,
+            metadata=params.metadata,
+            push=config.push_notification_config if config else None,
+            version=version,
+        )
 
     async def subscribe(
         self,
@@ -157,6 +180,24 @@ class Operations:
             reason=params.reason,
             wait=params.wait,
         )
+
+    async def set_push_config(
+        self, params: PushConfigParams, principal: Principal, version: str
+    ) -> PushNotificationConfig:
+        return await self.service.set_push_config(params.task_id, principal, params.config, version)
+
+    async def get_push_config(
+        self, params: PushConfigRef, principal: Principal
+    ) -> PushNotificationConfig:
+        return await self.service.get_push_config(params.task_id, principal, params.id)
+
+    async def list_push_configs(
+        self, params: ListPushConfigsParams, principal: Principal
+    ) -> builtins.list[PushNotificationConfig]:
+        return await self.service.list_push_configs(params.task_id, principal)
+
+    async def delete_push_config(self, params: PushConfigRef, principal: Principal) -> None:
+        await self.service.delete_push_config(params.task_id, principal, params.id)
 
     async def retry(self, params: RetryParams, principal: Principal) -> Task:
         record = await self.service.retry(params.id, principal)

@@ -16,10 +16,13 @@ import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, LiteralString
+from typing import TYPE_CHECKING, Any, Literal, LiteralString
 
 from andon.protocol.types import Artifact, TaskState
 from andon.telemetry.observe import NO_OBSERVER, Observer
+
+if TYPE_CHECKING:
+    from andon.store.push import PushStore
 
 EventKind = Literal["status", "progress", "artifact", "message"]
 
@@ -208,6 +211,8 @@ class Notifier:
 
     def __init__(self) -> None:
         self._listeners: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watchers: set[asyncio.Event] = set()
+        """Woken by every task's appends (the push sender while it has work)."""
 
     @contextlib.contextmanager
     def listen(self, task_id: str) -> Iterator[asyncio.Event]:
@@ -225,10 +230,19 @@ class Notifier:
     def publish(self, task_id: str) -> None:
         for flag in self._listeners.get(task_id, ()):
             flag.set()
+        for flag in self._watchers:
+            flag.set()
+
+    def watch_all(self, flag: asyncio.Event, watching: bool) -> None:
+        """Set `flag` on every task's appends (`watching`), or no longer."""
+        if watching:
+            self._watchers.add(flag)
+        else:
+            self._watchers.discard(flag)
 
     def publish_all(self) -> None:
         """Wake every follower: events may have come unannounced (a lost connection)."""
-        for listeners in self._listeners.values():
+        for listeners in [*self._listeners.values(), self._watchers]:
             for flag in listeners:
                 flag.set()
 
@@ -243,6 +257,9 @@ class Store(abc.ABC):
     change to its `observer`: `task_created`, `task_changed` (every transition, those of
     `fail_unfinished` included), `event_appended`; and `store_failed` when an operation
     raises."""
+
+    push: PushStore
+    """Push notification configs and their outbox (andon/store/push.py)."""
 
     def __init__(self) -> None:
         self.notifier = Notifier()

@@ -44,6 +44,7 @@ from andon.store.base import (
     task_listing,
 )
 from andon.store.machine import check_transition
+from andon.store.pg_push import PostgresPushStore
 
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
@@ -162,6 +163,7 @@ class PostgresStore(Store):
             lambda: self.observer.store_failed(),
         )
         self._checks: set[asyncio.Task[None]] = set()
+        self.push = PostgresPushStore(self)
 
     async def open(self) -> None:
         await self._pool.open(wait=True)

@@ -42,6 +42,7 @@ from andon.store.base import (
     task_listing,
 )
 from andon.store.machine import check_transition
+from andon.store.sqlite_push import PUSH_MIGRATION, SQLitePushStore
 
 T = TypeVar("T")
 
@@ -80,6 +81,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (task_id, seq)
     ) WITHOUT ROWID;
     """,
+    PUSH_MIGRATION,
 ]
 
 
@@ -117,6 +119,7 @@ class SQLiteStore(Store):
         self._reader: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="andon-sqlite")
         self._checkpoints: asyncio.Task[None] | None = None
+        self.push = SQLitePushStore(self)
         self._turn: asyncio.Future[None] | None = None
         """Set while this turn's transaction is open; done once it is committed."""
 
@@ -211,9 +214,8 @@ class SQLiteStore(Store):
         with _transaction(db):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in split_statements(script):
+                    db.execute(statement)
                 db.execute(f"PRAGMA user_version={number}")
 
     async def close(self) -> None:
@@ -442,6 +444,19 @@ class SQLiteStore(Store):
             ).fetchall()
         )
         return [r[0] for r in rows]
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of a script, split where SQLite says one is complete (a trigger's
+    body holds semicolons of its own)."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    return statements
 
 
 class _transaction:

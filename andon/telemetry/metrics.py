@@ -24,6 +24,8 @@ ENDINGS = (
     (TaskState.REJECTED, "context_busy"),
 )
 STOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+PUSH_OUTCOMES = ("delivered", "retried", "failed")
+PUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 UNFINISHED = {
     "queued": {TaskState.SUBMITTED},
     "running": {TaskState.WORKING, TaskState.CANCELING},
@@ -91,7 +93,27 @@ class Metrics:
         self.dispatch_errors = Counter(
             "andon_dispatch_errors", "Failures to hand a task to a worker or signal it.", registry=r
         )
+        self.push_deliveries = Counter(
+            "andon_push_deliveries",
+            "Push notification attempts, by outcome: delivered, retried (to be tried again), "
+            "failed (given up: refused, or still failing when its retry time ran out).",
+            ["outcome"],
+            registry=r,
+        )
+        self.push_queue = Gauge(
+            "andon_push_queue_depth",
+            "Push notifications waiting to be delivered, in the store.",
+            registry=r,
+        )
+        self.push_latency = Histogram(
+            "andon_push_delivery_seconds",
+            "From an event's commit to its receiver's 2xx answer.",
+            buckets=PUSH_BUCKETS,
+            registry=r,
+        )
         # Every known series from zero, so that rates and alerts see it before it moves.
+        for outcome in PUSH_OUTCOMES:
+            self.push_deliveries.labels(outcome)
         for state, reason in ENDINGS:
             self.ended.labels(state.value, reason)
         for cancel_reason in CancelReason:
@@ -110,6 +132,7 @@ class Metrics:
         for name, states in UNFINISHED.items():
             page = await store.list_tasks(states=states, page_size=1)
             self.unfinished[name].set(page.total_size)
+        self.push_queue.set(await store.push.depth())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
