@@ -95,6 +95,7 @@ def serve(
     """
     from andon.dispatch.queue import QueueSettings
     from andon.node.parts import is_distributed
+    from andon.node.preflight import claim_store
     from andon.node.serve import ServeOptions, is_loopback, load_agent
     from andon.node.serve import serve as run
     from andon.node.worker import WorkerProcesses
@@ -111,6 +112,7 @@ def serve(
             raise ValueError("--workers and --no-worker need a postgresql:// database (--db)")
         if workers and no_worker:
             raise ValueError("--workers and --no-worker exclude each other")
+        claim_store(db)
     except Exception as exc:  # a usage error: one line, no traceback
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -189,6 +191,7 @@ def worker(
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
     from andon.dispatch.queue import QueueSettings
     from andon.node.parts import is_distributed
+    from andon.node.preflight import claim_store
     from andon.node.serve import load_agent
     from andon.node.worker import WorkerOptions, work
     from andon.runtime.supervisor import RuntimeSettings
@@ -200,6 +203,7 @@ def worker(
         if not is_distributed(db):
             raise ValueError("--db must name the shared PostgreSQL database: postgresql://...")
         served = load_agent(agent)
+        claim_store(db)
     except Exception as exc:  # a usage error: one line, no traceback
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -24,6 +24,13 @@ from andon.telemetry.observe import NO_OBSERVER, Observer
 if TYPE_CHECKING:
     from andon.store.push import PushStore
 
+
+class StoreUnusable(RuntimeError):
+    """The store cannot be used as given (a file that is not a database, a database
+    that does not exist, a schema of another version, another process on it); the
+    message says what is wrong and what to do, in one line."""
+
+
 EventKind = Literal["status", "progress", "artifact", "message"]
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from andon.store.base import StoreUnusable
+
 VERSIONS_TABLE = "andon_schema_versions"
 UPGRADE_LOCK = 0x616E646F6E  # "andon": one upgrader at a time across processes
 
@@ -25,7 +27,7 @@ class Migration:
     script: str
 
 
-class SchemaMismatch(RuntimeError):
+class SchemaMismatch(StoreUnusable):
     """The database's schema is not the one this code was written for."""
 
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection
@@ -30,12 +31,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from andon.protocol.types import ACTIVE_STATES, TaskState
+from andon.store import lock
 from andon.store.base import (
     TASK_COLUMNS,
     Event,
     EventKind,
     NewTask,
     Store,
+    StoreUnusable,
     TaskPage,
     TaskRecord,
     status_event_data,
@@ -83,6 +86,46 @@ MIGRATIONS: list[str] = [
     """,
     PUSH_MIGRATION,
 ]
+
+
+def _check_path(path: str) -> None:
+    """Refuse, in words, a path no SQLite store can live at (before SQLite says it less
+    clearly, or quietly makes a temporary database of an empty name)."""
+    if not path:
+        raise StoreUnusable("--db is empty: give a file path (andon.db) or postgresql://...")
+    if path.startswith("file:"):
+        raise StoreUnusable(
+            f"--db {path}: URIs are not read as such; give a plain file path or sqlite:///path"
+        )
+    where = Path(path)
+    if where.is_dir():
+        raise StoreUnusable(f"--db {path} is a directory: give a file path inside it")
+    folder = where.parent
+    if not folder.is_dir():
+        raise StoreUnusable(f"--db {path}: the directory {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+        where.exists() and not os.access(where, os.W_OK)
+    ):
+        raise StoreUnusable(
+            f"--db {path} is not writable by this user: andon writes to the file and beside "
+            "it (-wal, -shm, .lock); fix its permissions or give another --db"
+        )
+
+
+def _unusable(path: str, exc: sqlite3.Error) -> str:
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in str(exc) or "malformed" in str(exc)
+    ):
+        return (
+            f"--db {path} is not a SQLite database (or is damaged): give another --db, "
+            "or move this file away to start with an empty store"
+        )
+    return f"--db {path} cannot be used: {exc}"
+
+
+def db_path(db: sqlite3.Connection) -> str:
+    row = db.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "the store"
 
 
 def _record(row: tuple[Any, ...]) -> TaskRecord:
@@ -194,10 +237,29 @@ class SQLiteStore(Store):
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
+    def hold_for_process(self) -> None:
+        """Take the file's lock for the rest of this process's life (see
+        andon.store.lock): `andon serve` does before anything else."""
+        _check_path(self.path)
+        lock.acquire(self.path)
+
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._reader = await loop.run_in_executor(self._thread, self._connect)
-        await self._read(self._migrate)
+        """Take the file (one process at a time, see andon.store.lock), create or
+        upgrade its tables. A file that cannot be a store raises StoreUnusable."""
+        _check_path(self.path)
+        lock.acquire(self.path)
+        try:
+            loop = asyncio.get_running_loop()
+            self._reader = await loop.run_in_executor(self._thread, self._connect)
+            await self._read(self._migrate)
+        except sqlite3.Error as exc:
+            await self._close_connections()
+            lock.release(self.path)
+            raise StoreUnusable(_unusable(self.path, exc)) from None
+        except BaseException:
+            await self._close_connections()
+            lock.release(self.path)
+            raise
         self._db = self._connect()
         self._db.execute("PRAGMA wal_autocheckpoint=0")  # the reader thread checkpoints
         self._checkpoints = asyncio.create_task(self._checkpoint_regularly())
@@ -213,6 +275,11 @@ class SQLiteStore(Store):
         # file at once must not both apply the same migration.
         with _transaction(db):
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreUnusable(
+                    f"{db_path(db)} has schema version {version}, newer than this andon "
+                    f"knows ({len(MIGRATIONS)}): upgrade andon, or give another --db"
+                )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in split_statements(script):
                     db.execute(statement)
@@ -230,9 +297,14 @@ class SQLiteStore(Store):
             self._db = None
         if self._reader is not None:
             await self._read(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
-            await self._read(lambda db: db.close())
-            self._reader = None
+            await self._close_connections()
+            lock.release(self.path)
         self._thread.shutdown(wait=True)
+
+    async def _close_connections(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, reader.close)
 
     async def create_task(self, task: NewTask, message: dict[str, Any]) -> TaskRecord:
         def create(db: sqlite3.Connection) -> TaskRecord:
