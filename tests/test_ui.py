@@ -442,6 +442,44 @@ def test_a_message_whose_send_failed_is_kept_with_a_retry(
         assert len(again.client.list().tasks) == 1
 
 
+# -- /docs -------------------------------------------------------------------------------
+
+
+def test_the_docs_page_is_interactive_offline_and_try_it_sends(
+    browser: Browser, sessions: list[Session], server: AndonServer
+) -> None:
+    tab = open_page(sessions, browser, server.url + "/docs")
+    page = tab.page
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("andon demo (andon)")
+    operations = {
+        path: page.locator(f'.opblock-post:has(.opblock-summary-path[data-path="{path}"])')
+        for path in ("/message:send", "/message:stream", "/tasks/{id}:cancel", "/tasks:cancel")
+    }
+    for operation in operations.values():
+        expect(operation.first).to_be_visible()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "docs.png"))
+
+    send = operations["/message:send"].first
+    send.locator(".opblock-summary").click()
+    expect(send.locator(".examples-select")).to_be_visible()  # the request's examples
+    send.get_by_role("button", name="Try it out").click()
+    send.get_by_role("button", name="Execute").click()
+    answer = send.locator(".live-responses-table")
+    expect(answer.locator("tr.response .response-col_status")).to_have_text("200")
+    expect(answer.locator("tr.response .response-col_description")).to_contain_text(
+        "TASK_STATE_COMPLETED"
+    )
+    expect(answer.locator("tr.response .response-col_description")).to_contain_text(
+        '"text": "hello"'
+    )
+    answer.screenshot(path=str(SCREENSHOTS / "docs-try-it.png"))
+
+    host = server.url.split("/")[2]
+    assert {request.url.split("/")[2] for request in tab.requests} == {host}
+    assert any(r.url.endswith("/message:send") for r in tab.requests)
+
+
 # -- layout ------------------------------------------------------------------------------
 
 OVERFLOW = """() => {

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from andon.protocol.card import AgentCard, build_card, card_document, render_card
@@ -39,6 +39,7 @@ from andon.protocol.types import Task
 from andon.protocol.wire import Codec, Method, Version
 from andon.runtime.agent import Agent
 from andon.server.auth import TokenAuth
+from andon.server.docs import docs_routes
 from andon.server.http import (
     HTTPProblem,
     authenticate,
@@ -51,7 +52,7 @@ from andon.server.http import (
     sse_response,
 )
 from andon.server.monitoring import RequestSpans, monitoring_routes, name_operation
-from andon.server.openapi import DOCS_PAGE, build_openapi
+from andon.server.openapi import build_openapi
 from andon.server.operations import Operations, Update
 from andon.server.page import ui_routes
 from andon.server.streams import DisconnectPolicy, Subscribers
@@ -341,9 +342,6 @@ class A2AServer:
             )
         return json_response(self._openapi)
 
-    async def docs(self, request: Request) -> Response:
-        return HTMLResponse(DOCS_PAGE)
-
     async def close(self) -> None:
         await self.subscribers.close()
 
@@ -397,7 +395,7 @@ def routes(server: A2AServer) -> list[BaseRoute]:
         Route("/.well-known/agent-card.json", server.card, methods=["GET"]),
         Route("/.well-known/agent.json", server.card, methods=["GET"]),
         Route("/openapi.json", server.openapi, methods=["GET"]),
-        Route("/docs", server.docs, methods=["GET"]),
+        *docs_routes(),
     ]
     verbs: list[tuple[str, Method, list[str]]] = [
         ("/message:send", Method.SEND, ["POST"]),

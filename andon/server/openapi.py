@@ -1,5 +1,6 @@
-"""The OpenAPI 3.1 document at `/openapi.json`, generated from the canonical models, and
-a docs page that renders it with no network access.
+"""The OpenAPI 3.1 document at `/openapi.json`, generated from the canonical models, with
+request examples for the routes a person tries first (send, stream, cancel, cancel
+many); `/docs` renders it (andon/server/docs.py).
 
 Schemas describe the A2A 1.0 wire form: the canonical models' JSON Schema with their
 enums renamed the way the 1.0 codec writes them (TASK_STATE_*, ROLE_*). The 0.3 routes
@@ -49,6 +50,87 @@ JSONRPC_METHODS = {
 }
 
 
+def _user_message(text: str) -> dict[str, Any]:
+    return {"messageId": "m1", "role": "ROLE_USER", "parts": [{"text": text}]}
+
+
+def _example(summary: str, value: Any) -> dict[str, Any]:
+    return {"summary": summary, "value": value}
+
+
+SEND_EXAMPLES = {
+    "echo": _example(
+        "Send a message and wait for the task to end", {"message": _user_message("echo hello")}
+    ),
+    "background": _example(
+        "Start a long task and return at once (then cancel it)",
+        {"message": _user_message("sleep 30"), "configuration": {"returnImmediately": True}},
+    ),
+    "skill": _example(
+        "Choose the agent's skill (metadata andon.skill) and a deadline (andon.timeout)",
+        {"message": _user_message("echo hello"), "metadata": {"andon.timeout": 60}},
+    ),
+}
+STREAM_EXAMPLES = {
+    "stream": _example(
+        "Stream a task's events (five chunks, one every 50 ms)",
+        {"message": _user_message("stream 5")},
+    ),
+}
+CANCEL_BODY_EXAMPLES = {
+    "user": _example("Cancel, and wait until the work has stopped", {}),
+    "graceful": _example(
+        "Let the agent finish its current step first, waiting up to 5 s",
+        {"metadata": {"andon.mode": "graceful", "andon.wait": 5}},
+    ),
+}
+CANCEL_MANY_EXAMPLES = {
+    "context": _example(
+        "Every unfinished task of a conversation",
+        {"contextId": "CONTEXT_ID", "reason": "operator"},
+    ),
+    "working": _example(
+        "Every working task", {"states": ["TASK_STATE_WORKING"], "reason": "operator"}
+    ),
+}
+JSONRPC_EXAMPLES = {
+    "send": _example(
+        "SendMessage (with the header A2A-Version: 1.0)",
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "SendMessage",
+            "params": {
+                "message": _user_message("sleep 30"),
+                "configuration": {"returnImmediately": True},
+            },
+        },
+    ),
+    "stream": _example(
+        "SendStreamingMessage: Server-Sent Events",
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "SendStreamingMessage",
+            "params": {"message": _user_message("stream 5")},
+        },
+    ),
+    "cancel": _example(
+        "CancelTask: returns once the work has stopped",
+        {"jsonrpc": "2.0", "id": 3, "method": "CancelTask", "params": {"id": "TASK_ID"}},
+    ),
+    "cancelMany": _example(
+        "andon/cancelMany: every unfinished task of a context",
+        {
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "andon/cancelMany",
+            "params": {"contextId": "CONTEXT_ID", "reason": "operator"},
+        },
+    ),
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -92,14 +174,19 @@ CANCEL_EXAMPLES = {
 
 
 def _rest(
-    summary: str, *, body: str | None = None, result: str = "Task", sse: bool = False
+    summary: str,
+    *,
+    body: str | None = None,
+    result: str = "Task",
+    sse: bool = False,
+    examples: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": summary, "responses": {}}
     if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
+        content: dict[str, Any] = {"schema": _ref(body)}
+        if examples:
+            content["examples"] = examples
+        operation["requestBody"] = {"required": True, "content": {"application/json": content}}
     if sse:
         operation["responses"]["200"] = {
             "description": "Server-Sent Events; `id:` is the event's sequence number",
@@ -133,7 +220,8 @@ def _as_v03(node: Any) -> Any:
     if isinstance(node, dict):
         if node.get("$ref") in {f"#/components/schemas/{name}" for name in V03_REPLACED}:
             return _ref("V03ProtoJson")
-        copied = {key: _as_v03(value) for key, value in node.items()}
+        # The examples are 1.0 bodies: the 0.3 shapes differ (see V03_SHAPES).
+        copied = {key: _as_v03(value) for key, value in node.items() if key != "examples"}
         if isinstance(copied.get("summary"), str):
             copied["summary"] = f"{copied['summary']} (A2A 0.3)"
         return copied
@@ -211,7 +299,12 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
             "post": {
                 "summary": "A2A over JSON-RPC 2.0: 1.0 with the header A2A-Version: 1.0, else 0.3",
                 "parameters": [
-                    {"name": "A2A-Version", "in": "header", "schema": {"enum": ["1.0", "0.3"]}},
+                    {
+                        "name": "A2A-Version",
+                        "in": "header",
+                        "schema": {"enum": ["1.0", "0.3"]},
+                        "example": "1.0",
+                    },
                     {
                         "name": "X-Andon-On-Disconnect",
                         "in": "header",
@@ -221,7 +314,12 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref("JsonRpcRequest")}},
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("JsonRpcRequest"),
+                            "examples": JSONRPC_EXAMPLES,
+                        }
+                    },
                 },
                 "responses": {
                     "200": {
@@ -237,9 +335,16 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
                 },
             }
         },
-        "/message:send": {"post": _rest("Send a message", body="SendMessageParams")},
+        "/message:send": {
+            "post": _rest("Send a message", body="SendMessageParams", examples=SEND_EXAMPLES)
+        },
         "/message:stream": {
-            "post": _rest("Send a message and stream", body="SendMessageParams", sse=True)
+            "post": _rest(
+                "Send a message and stream",
+                body="SendMessageParams",
+                sse=True,
+                examples=STREAM_EXAMPLES,
+            )
         },
         "/tasks": {
             "get": {
@@ -258,7 +363,10 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
         },
         "/tasks/{id}": {"get": {**_rest("Get a task"), "parameters": _task_id()}},
         "/tasks/{id}:cancel": {
-            "post": {**_rest("Cancel a task", body="CancelTaskParams"), "parameters": _task_id()}
+            "post": {
+                **_rest("Cancel a task", body="CancelTaskParams", examples=CANCEL_BODY_EXAMPLES),
+                "parameters": _task_id(),
+            }
         },
         "/tasks/{id}:subscribe": {
             "get": {**_rest("Subscribe to a task", sse=True), "parameters": _task_id()}
@@ -271,6 +379,7 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
                 "Cancel many tasks by ids, context or states (andon)",
                 body="CancelManyParams",
                 result="JsonRpcResponse",
+                examples=CANCEL_MANY_EXAMPLES,
             )
         },
     }
@@ -298,46 +407,3 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
-
-
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>andon API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#111}
-code,pre{font:13px ui-monospace,monospace;background:#f3f3f3;border-radius:4px}
-pre{padding:.75rem;overflow:auto}h2{border-bottom:1px solid #ddd}
-.verb{display:inline-block;min-width:4rem;font-weight:bold;color:#064}
-details{margin:.4rem 0}
-</style></head>
-<body><h1>andon API</h1>
-<p>The machine-readable document is <a href="openapi.json">openapi.json</a>.</p>
-<main id="doc">Loading…</main>
-<script type="module">
-const doc = await (await fetch("openapi.json")).json();
-const main = document.getElementById("doc");
-main.textContent = "";
-const el = (tag, text) => {
-  const e = document.createElement(tag);
-  if (text) e.textContent = text;
-  return e;
-};
-main.append(el("p", doc.info.description));
-main.append(el("h2", "Routes"));
-for (const [path, ops] of Object.entries(doc.paths)) {
-  for (const [verb, op] of Object.entries(ops)) {
-    const d = el("details"), s = el("summary");
-    const v = el("span", verb.toUpperCase()); v.className = "verb";
-    s.append(v, el("code", path), " — " + op.summary);
-    d.append(s, el("pre", JSON.stringify(op, null, 2)));
-    main.append(d);
-  }
-}
-main.append(el("h2", "Schemas"));
-for (const [name, schema] of Object.entries(doc.components.schemas)) {
-  const d = el("details"), s = el("summary"); s.append(el("code", name));
-  d.append(s, el("pre", JSON.stringify(schema, null, 2)));
-  main.append(d);
-}
-</script></body></html>
-"""
