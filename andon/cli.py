@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -105,6 +106,13 @@ def serve(
 
     try:
         configure_logging(log_level, log_format)
+        _in_range("--port", port, 0, 65535)
+        _in_range("--max-concurrent", max_concurrent, 1)
+        _in_range("--workers", workers, 0)
+        _in_range("--cancel-wait", cancel_wait, 0)
+        _in_range("--drain", drain, 0)
+        _in_range("--lease", lease, 0, above=True)
+        _in_range("--push-retry-for", push_retry_for, 0)
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
         served = load_agent(agent)
@@ -200,6 +208,11 @@ def worker(
 
     try:
         configure_logging(log_level, log_format)
+        _in_range("--concurrency", concurrency, 1)
+        _in_range("--drain", drain, 0)
+        _in_range("--lease", lease, 0, above=True)
+        if metrics_port is not None:
+            _in_range("--metrics-port", metrics_port, 0, 65535)
         if not is_distributed(db):
             raise ValueError("--db must name the shared PostgreSQL database: postgresql://...")
         served = load_agent(agent)
@@ -228,6 +241,21 @@ def _push_settings(allow: list[str] | None, retry_for: float, off: bool) -> Push
     if off:
         return None
     return PushSettings(policy=PushPolicy.allowing(allow or ()), retry_for=retry_for)
+
+
+def _in_range(
+    option: str, value: float, low: float, high: float = math.inf, *, above: bool = False
+) -> None:
+    """A number option within its bounds, and finite: NaN, which every comparison
+    refuses, and infinity (`--drain inf`) included."""
+    if math.isfinite(value) and (low < value if above else low <= value) and value <= high:
+        return
+    if high < math.inf:
+        wanted = f"from {low:g} to {high:g}"
+    else:
+        finite = "" if isinstance(value, int) else ", and finite"
+        wanted = f"{'more than' if above else 'at least'} {low:g}{finite}"
+    raise ValueError(f"{option} must be {wanted}, not {value:g}")
 
 
 def _token_auth(mode: str, tokens: Path | None) -> TokenAuth | None:

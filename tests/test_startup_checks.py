@@ -96,3 +96,29 @@ def test_a_postgres_database_that_does_not_exist_is_refused_at_once(tmp_path: Pa
     for command in ("serve", "worker"):
         said = refused([command, "--db", url], tmp_path)
         assert "does not exist" in said and "andon db upgrade" in said
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["serve", "--port", "70000"], "--port must be from 0 to 65535, not 70000"),
+        (["serve", "--drain", "inf"], "--drain must be at least 0, and finite, not inf"),
+        (["serve", "--max-concurrent", "0"], "--max-concurrent must be at least 1, not 0"),
+        (["serve", "--cancel-wait", "-1"], "--cancel-wait must be at least 0"),
+        (
+            ["serve", "--cancel-wait", "nan"],
+            "--cancel-wait must be at least 0, and finite, not nan",
+        ),
+        (["serve", "--lease", "0"], "--lease must be more than 0"),
+        (["serve", "--workers", "-2"], "--workers must be at least 0"),
+        (["worker", "--db", "postgresql://x@127.0.0.1/y", "--concurrency", "0"], "--concurrency"),
+        (["worker", "--db", "postgresql://x@127.0.0.1/y", "--drain", "nan"], "--drain"),
+    ],
+)
+def test_an_option_out_of_range_is_refused_in_one_line(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    if args[0] == "serve":
+        args = [*args, "--db", "andon.db"]
+    assert words in refused(args, tmp_path)
+    assert not (tmp_path / "andon.db").exists()
