@@ -306,6 +306,34 @@ def db_upgrade(
     typer.echo("the schema is up to date")
 
 
+@app.command()
+def init(
+    name: Annotated[
+        str, typer.Argument(help="The agent's name: NAME.py and test_NAME.py are written")
+    ] = "my_agent",
+) -> None:
+    """Write a starter agent (a tool run through ctx.run, streamed writing) and the test
+    of its cancel, in the current folder."""
+    from andon.starter import starter_files
+
+    try:
+        files = starter_files(name, Path.cwd())
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for path, text in files.items():
+        path.write_text(text)
+    typer.echo(f"wrote {name}.py (the agent) and test_{name}.py (the test of its cancel)")
+    steps = {
+        f"andon serve {name}.py": "serve it: the page is at http://127.0.0.1:8000/",
+        'andon send "cancellation"': "talk to it; Ctrl+C stops the task and its work",
+        f"pytest test_{name}.py": "run its test",
+    }
+    width = max(map(len, steps))
+    for command, what in steps.items():
+        typer.echo(f"  {command.ljust(width)}   {what}")
+
+
 register_client_commands(app)  # send, watch, tasks, cancel, retry
 
 
