@@ -13,8 +13,7 @@ def starter_files(name: str, folder: Path) -> dict[Path, str]:
     name that is no Python module name, or a file that exists already."""
     if not name.isidentifier() or keyword.iskeyword(name):
         raise ValueError(
-            f"{name!r} cannot be a Python module's name: use letters, digits and _ "
-            "(e.g. my_agent)"
+            f"{name!r} cannot be a Python module's name: use letters, digits and _ (e.g. my_agent)"
         )
     files = {
         folder / f"{name}.py": (TEMPLATES / "agent.py.txt").read_text(),
