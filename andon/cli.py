@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from andon.client.commands import register as register_client_commands
 from andon.server.app import ServerConfig
-from andon.server.auth import TokenAuth, digest, new_token
+from andon.server.auth import TokenAuth, check_name, digest, new_token
 from andon.server.streams import DisconnectPolicy
 
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ def serve(
         _in_range("--push-retry-for", push_retry_for, 0)
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
+        for warning in token_auth.warnings if token_auth else []:
+            err.print(f"[yellow]warning:[/yellow] {warning}")
         served = load_agent(agent)
         if (workers or no_worker) and not is_distributed(db):
             raise ValueError("--workers and --no-worker need a postgresql:// database (--db)")
@@ -274,14 +277,27 @@ def _token_auth(mode: str, tokens: Path | None) -> TokenAuth | None:
 def token_new(
     name: Annotated[str, typer.Argument(help="Principal the token stands for")],
     role: Annotated[str, typer.Option(help="user or admin")] = "user",
+    days: Annotated[
+        float | None, typer.Option(help="The token expires after this many days")
+    ] = None,
 ) -> None:
     """Make a token: prints it once, and the line for the tokens file (its hash only)."""
-    if role not in ("user", "admin"):
-        err.print("[red]error:[/red] --role must be user or admin")
-        raise typer.Exit(2)
+    try:
+        check_name(name)
+        if role not in ("user", "admin"):
+            raise ValueError("--role must be user or admin")
+        if days is not None:
+            _in_range("--days", days, 0, above=True)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     token = new_token()
+    until = ""
+    if days is not None:
+        expiry = datetime.now(UTC) + timedelta(days=days)
+        until = f" until={expiry.isoformat(timespec='seconds')}"
     typer.echo(f"token: {token}")
-    typer.echo(f"tokens file line: {name} {role} sha256:{digest(token)}")
+    typer.echo(f"tokens file line: {name} {role} sha256:{digest(token)}{until}")
 
 
 @db_app.command("upgrade")

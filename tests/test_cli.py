@@ -610,8 +610,8 @@ def test_token_and_version_errors(tmp_path: Path) -> None:
         "old_agent:agent",
         "--auth",
         "tokens",
-        env={"ANDON_TOKENS": "alice user s3cret"},
-        token="s3cret",
+        env={"ANDON_TOKENS": "alice user s3cret-token"},
+        token="s3cret-token",
         version="0.3",
     ) as served:
         anonymous = run("send", "--url", served.url, "echo hi")
@@ -619,7 +619,7 @@ def test_token_and_version_errors(tmp_path: Path) -> None:
         assert "--token" in anonymous.stderr and "ANDON_TOKEN" in anonymous.stderr
         wrong = run("send", "--url", served.url, "--token", "nope", "echo hi")
         assert wrong.returncode == 2 and "refused the token" in wrong.stderr
-        mismatch = run("send", "--url", served.url, "echo hi", env={"ANDON_TOKEN": "s3cret"})
+        mismatch = run("send", "--url", served.url, "echo hi", env={"ANDON_TOKEN": "s3cret-token"})
         assert mismatch.returncode == 2
         assert "version mismatch" in mismatch.stderr and "--a2a-version 0.3" in mismatch.stderr
         assert mismatch.stderr.count("\n") == 1
@@ -630,6 +630,6 @@ def test_token_and_version_errors(tmp_path: Path) -> None:
             "--a2a-version",
             "0.3",
             "echo hi",
-            env={"ANDON_TOKEN": "s3cret"},
+            env={"ANDON_TOKEN": "s3cret-token"},
         )
         assert (spoken.returncode, spoken.stdout) == (0, "hi")

@@ -420,7 +420,11 @@ def test_the_sync_client_streams_and_answers(server: AndonServer) -> None:
 
 async def test_a_token_server_wants_a_token(tmp_path: Path) -> None:
     with AndonServer(
-        tmp_path, "--auth", "tokens", env={"ANDON_TOKENS": "alice user s3cret"}, token="s3cret"
+        tmp_path,
+        "--auth",
+        "tokens",
+        env={"ANDON_TOKENS": "alice user s3cret-token"},
+        token="s3cret-token",
     ) as served:
         async with AndonClient(served.url) as anonymous:
             with pytest.raises(Unauthorized) as raised:
@@ -430,7 +434,7 @@ async def test_a_token_server_wants_a_token(tmp_path: Path) -> None:
             with pytest.raises(Unauthorized) as raised:
                 await wrong.list()
             assert raised.value.token_given
-        async with AndonClient(served.url, token="s3cret") as alice:
+        async with AndonClient(served.url, token="s3cret-token") as alice:
             assert (await alice.send("echo hi")).status.state is TaskState.COMPLETED
 
 

@@ -28,6 +28,7 @@ from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.supervisor import RuntimeSettings
 from andon.server.app import ServerConfig, create_app
+from andon.server.auth import TokenAuth
 from andon.service import ServiceSettings
 from andon.telemetry import tracing
 from andon.telemetry.logs import fact
@@ -116,11 +117,14 @@ class _Server(uvicorn.Server):
     workers: WorkerProcesses | None
     serving: Serving
     text_logs: bool
+    tokens: TokenAuth | None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.should_exit:
             return
+        if self.tokens is not None:  # `kill -HUP` reads the tokens file again
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.tokens.reload)
         if self.text_logs:
             print(banner(self.serving), file=sys.stderr, flush=True)
         else:
@@ -192,6 +196,7 @@ def serve(options: ServeOptions) -> None:
         server.drain = options.drain
         server.workers = workers
         server.text_logs = options.log_format == "text"
+        server.tokens = options.server.auth
         server.serving = Serving(
             agent=options.agent,
             url=options.server.public_url.rstrip("/"),
