@@ -88,6 +88,15 @@ def serve(
     no_push: Annotated[
         bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
     ] = False,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a request's headers may take to arrive (then 408)")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request's body may take to arrive (then 408)")
+    ] = 30.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections open at once, streams included (then 503)")
+    ] = 1000,
 ) -> None:
     """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE).
 
@@ -114,6 +123,9 @@ def serve(
         _in_range("--drain", drain, 0)
         _in_range("--lease", lease, 0, above=True)
         _in_range("--push-retry-for", push_retry_for, 0)
+        _in_range("--header-timeout", header_timeout, 0, above=True)
+        _in_range("--body-timeout", body_timeout, 0, above=True)
+        _in_range("--max-connections", max_connections, 1)
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
         for warning in token_auth.warnings if token_auth else []:
@@ -151,6 +163,7 @@ def serve(
                 public_url=public_url or f"http://{host}:{port}",
                 auth=token_auth,
                 on_disconnect=policy,
+                body_timeout=body_timeout,
             ),
             service=ServiceSettings(
                 cancel_wait=cancel_wait, push=_push_settings(push_allow, push_retry_for, no_push)
@@ -161,6 +174,8 @@ def serve(
             worker=not (workers or no_worker),
             queue=QueueSettings(lease=lease),
             worker_processes=WorkerProcesses(workers, worker_argv, drain) if workers else None,
+            header_timeout=header_timeout,
+            max_connections=max_connections,
         )
     )
 
@@ -197,6 +212,15 @@ def worker(
     no_push: Annotated[
         bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
     ] = False,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a request's headers may take to arrive (then 408)")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request's body may take to arrive (then 408)")
+    ] = 30.0,
+    max_connections: Annotated[
+        int, typer.Option(help="Connections open at once, streams included (then 503)")
+    ] = 1000,
 ) -> None:
     """Run tasks of a distributed andon: take them from the database's queue, run them,
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""

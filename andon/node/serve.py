@@ -23,6 +23,7 @@ import uvicorn
 from andon.dispatch.queue import QueueSettings
 from andon.node.banner import QuietLifecycle, Serving, banner
 from andon.node.parts import Node
+from andon.node.slow_clients import with_header_timeout
 from andon.node.worker import WorkerProcesses
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
@@ -105,6 +106,10 @@ class ServeOptions:
     queue: QueueSettings | None = None
     worker_processes: WorkerProcesses | None = None
     """`andon worker` processes to start and stop with this one (`--workers N`)."""
+    header_timeout: float = 10.0
+    """Seconds a request's headers may take to arrive (andon.node.slow_clients)."""
+    max_connections: int = 1000
+    """Connections open at once (event streams included); requests past it get 503."""
 
 
 class _Server(uvicorn.Server):
@@ -190,6 +195,8 @@ def serve(options: ServeOptions) -> None:
             access_log=False,
             log_config=None,  # uvicorn's lines go through andon's handler and format
             lifespan="on",
+            http=with_header_timeout(options.header_timeout),
+            limit_concurrency=options.max_connections,
         )
         server = _Server(config)
         server.node = node

@@ -74,6 +74,8 @@ class ServerConfig:
     auth: TokenAuth | None = None
     on_disconnect: DisconnectPolicy = field(default_factory=lambda: DisconnectPolicy("continue"))
     max_body: int = 10 * 1024 * 1024
+    body_timeout: float = 30.0
+    """Seconds a request body may take to arrive (408 after)."""
     keepalive: float = 15.0
     send_wait: float = 300.0
     """How long a blocking SendMessage waits for the task to end or ask for input."""
@@ -100,7 +102,7 @@ class A2AServer:
         codec = codec_for(Version.V0_3)
         try:
             principal = authenticate(request, self.config.auth)
-            body = await read_body(request, self.config.max_body)
+            body = await read_body(request, self.config.max_body, self.config.body_timeout)
             parsed = parse_request(body)
             request_id = parsed.id
             codec = self._codec(request.headers.get("a2a-version"))
@@ -256,7 +258,7 @@ class A2AServer:
     async def _rest_params(self, request: Request) -> dict[str, Any]:
         params: dict[str, Any] = {k: _query_value(k, v) for k, v in request.query_params.items()}
         if request.method in ("POST", "PUT", "PATCH"):
-            body = await read_json(request, self.config.max_body)
+            body = await read_json(request, self.config.max_body, self.config.body_timeout)
             if body is not None and not isinstance(body, dict):
                 raise InvalidRequest("the request body must be a JSON object")
             params.update(body or {})

@@ -74,9 +74,11 @@ def authenticate(request: Request, auth: TokenAuth | None) -> Principal:
     return principal
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, refusing a wrong content type (415) or a body over `limit`
-    bytes (413) without reading more than that."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request's body, refusing a wrong content type (415), a body over `limit`
+    bytes (413) without reading more than that, or one that takes over `timeout`
+    seconds to arrive (408: a client trickling its body holds a connection for
+    nothing)."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media not in ("application/json", "application/a2a+json", ""):
@@ -90,16 +92,22 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise HTTPProblem(413, f"request body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPProblem(413, f"request body over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPProblem(413, f"request body over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPProblem(
+            408, f"the request body did not arrive within {timeout:g} s", {"Connection": "close"}
+        ) from None
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> Any:
-    body = await read_body(request, limit)
+async def read_json(request: Request, limit: int, timeout: float) -> Any:
+    body = await read_body(request, limit, timeout)
     if not body.strip():
         return None
     return parse_json(body)
