@@ -73,7 +73,10 @@ async def test_slowloris_and_silent_sockets_are_closed_after_the_header_timeout(
 
 
 async def test_a_body_that_trickles_is_answered_408(server: AndonServer) -> None:
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    head = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n"
+    )
     async with sockets(server, 1, head + b'{"jsonrpc"') as ((reader, _),):
         answer = await closed_by_server(reader, 15)
     assert answer.startswith(b"HTTP/1.1 408 ")
