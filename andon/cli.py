@@ -212,15 +212,6 @@ def worker(
     no_push: Annotated[
         bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
     ] = False,
-    header_timeout: Annotated[
-        float, typer.Option(help="Seconds a request's headers may take to arrive (then 408)")
-    ] = 10.0,
-    body_timeout: Annotated[
-        float, typer.Option(help="Seconds a request's body may take to arrive (then 408)")
-    ] = 30.0,
-    max_connections: Annotated[
-        int, typer.Option(help="Connections open at once, streams included (then 503)")
-    ] = 1000,
 ) -> None:
     """Run tasks of a distributed andon: take them from the database's queue, run them,
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
