@@ -21,7 +21,7 @@ import pytest
 
 from andon.protocol.types import TaskState, new_id
 from andon.store import pg_schema
-from andon.store.base import Event, NewTask, Store, TaskRecord
+from andon.store.base import CHILDREN, Event, NewTask, Store, TaskRecord
 from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
 from andon.store.postgres import PostgresStore
 from andon.store.sqlite import MIGRATIONS, SQLiteStore, split_statements
@@ -502,6 +502,29 @@ async def test_append_refused_for_a_wrong_epoch(store: Store) -> None:
 
 async def test_append_to_unknown_task_is_none(store: Store) -> None:
     assert await store.append(new_id(), 1, "progress", {}) is None
+
+
+async def test_children_are_recorded_while_the_attempt_runs(store: Store) -> None:
+    task = await in_state(store, S.WORKING)
+    children = [{"id": f"child-{n}", "url": "http://agent.example"} for n in range(6)]
+    recorded = await asyncio.gather(
+        *(store.record_child(task.id, task.epoch, child) for child in children)
+    )
+    assert recorded == [True] * 6
+    stored = await store.get_task(task.id)
+    assert stored is not None
+    assert sorted(c["id"] for c in stored.metadata[CHILDREN]) == [c["id"] for c in children]
+    assert stored.last_seq == task.last_seq  # metadata only: no event
+
+
+async def test_a_child_is_refused_for_an_ended_task_or_another_attempt(store: Store) -> None:
+    task = await in_state(store, S.WORKING)
+    assert not await store.record_child(task.id, task.epoch + 1, {"id": "stale"})
+    await store.transition(task.id, sources=[S.WORKING], target=S.COMPLETED)
+    assert not await store.record_child(task.id, task.epoch, {"id": "late"})
+    assert not await store.record_child("no-such-task", 1, {"id": "nowhere"})
+    stored = await store.get_task(task.id)
+    assert stored is not None and CHILDREN not in stored.metadata
 
 
 async def test_seq_has_no_gaps_under_concurrent_writes(store: Store) -> None:

@@ -32,6 +32,8 @@ class StoreUnusable(RuntimeError):
 
 
 EventKind = Literal["status", "progress", "artifact", "message"]
+CHILDREN = "andon.children"
+"""Task metadata: the tasks it delegated to other agents (`Store.record_child`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +330,14 @@ class Store(abc.ABC):
         Refused (None) when the task has ended or belongs to another attempt, so a
         stale or torn-down attempt can never write.
         """
+
+    @abc.abstractmethod
+    async def record_child(self, task_id: str, epoch: int, child: dict[str, Any]) -> bool:
+        """Add `child` (a task delegated to another agent: where, and its id) to the
+        list under the task's `andon.children` metadata, for the attempt `epoch`.
+
+        Refused (False) when the task has ended or belongs to another attempt. Two
+        children recorded at once are both kept."""
 
     @abc.abstractmethod
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]: ...

@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from andon.protocol.types import ACTIVE_STATES, TaskState
 from andon.store import pg_batch, pg_events, pg_retry, pg_schema
 from andon.store.base import (
+    CHILDREN,
     TASK_COLUMNS,
     Event,
     EventKind,
@@ -109,6 +110,12 @@ SELECT last_seq{{notify}} FROM moved,
 APPEND: Final = APPEND_TEMPLATE.format(notify="")
 APPEND_NOTIFY: Final = APPEND_TEMPLATE.format(notify=f", {NOTIFY}")
 
+RECORD_CHILD: Final = f"""
+UPDATE andon_tasks SET metadata = jsonb_set(metadata, '{{{CHILDREN}}}',
+    coalesce(metadata -> '{CHILDREN}', '[]'::jsonb) || jsonb_build_array(%(child)s::jsonb))
+WHERE id = %(id)s AND epoch = %(epoch)s AND state IN {ACTIVE}
+RETURNING id
+"""
 GET: Final = f"SELECT {TASK_COLUMNS} FROM andon_tasks WHERE id = %s"
 EVENTS: Final = (
     "SELECT seq, kind, data, final, created_at FROM andon_events"
@@ -361,6 +368,14 @@ class PostgresStore(Store):
         self.notifier.publish(task_id)
         self.observer.event_appended(kind)
         return Event(task_id, row[0], kind, data, False, now)
+
+    async def record_child(self, task_id: str, epoch: int, child: dict[str, Any]) -> bool:
+        row = await self._group.fetchone(
+            RECORD_CHILD,
+            {"id": task_id, "epoch": epoch, "child": json.dumps(child)},
+            durable=True,
+        )
+        return row is not None
 
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:
         rows = await self._fetchall(EVENTS, (task_id, after_seq))

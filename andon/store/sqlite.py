@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from andon.protocol.types import ACTIVE_STATES, TaskState
 from andon.store import lock
 from andon.store.base import (
+    CHILDREN,
     TASK_COLUMNS,
     Event,
     EventKind,
@@ -470,6 +471,22 @@ class SQLiteStore(Store):
             self.notifier.publish(task_id)
             self.observer.event_appended(kind)
         return event
+
+    async def record_child(self, task_id: str, epoch: int, child: dict[str, Any]) -> bool:
+        active = tuple(s.value for s in ACTIVE_STATES)
+
+        def add(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "UPDATE tasks SET metadata = json_set(metadata, ?1, json_insert("
+                " coalesce(json_extract(metadata, ?1), '[]'), '$[#]', json(?2)))"
+                " WHERE id = ?3 AND epoch = ?4 AND state IN (?5, ?6, ?7, ?8) RETURNING id",
+                (f'$."{CHILDREN}"', json.dumps(child), task_id, epoch, *active),
+            ).fetchone()
+            return row is not None
+
+        recorded = await self._write(add)
+        await self.committed()  # the child must outlive a crash of this process
+        return recorded
 
     async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:
         def read(db: sqlite3.Connection, limit: int = -1) -> list[Event]:
