@@ -9,6 +9,7 @@ from andon.runtime.context import (
     TaskContext,
     TaskFailed,
 )
+from andon.runtime.delegation import RemoteTaskFailed
 from andon.runtime.scope import CancelMode, TaskCancelled
 from andon.runtime.supervisor import RuntimeSettings
 from andon.service import ContextPolicy, Principal, ServiceSettings, TaskService
@@ -20,6 +21,7 @@ __all__ = [
     "CommandResult",
     "ContextPolicy",
     "Principal",
+    "RemoteTaskFailed",
     "RuntimeSettings",
     "ServiceSettings",
     "Skill",

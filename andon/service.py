@@ -42,6 +42,7 @@ from andon.push import configs
 from andon.push.policy import RefusedURL
 from andon.push.sender import PushSender, PushSettings
 from andon.runtime.agent import SKILL_KEY, UnknownSkill
+from andon.runtime.delegation import Orphans
 from andon.runtime.scope import CANCEL_MODE, CancelMode
 from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
 from andon.store.push import PushConfig
@@ -128,6 +129,8 @@ class TaskService:
         self.skills = tuple(skills)
         self.push: PushSender | None = None
         """Delivers push notifications; None: this service offers none."""
+        self.orphans = Orphans()
+        """Cancels the children of tasks this process failed worker_lost."""
         self._accepting = False
 
     # -- life cycle ------------------------------------------------------------------
@@ -142,6 +145,9 @@ class TaskService:
             )
             if lost:
                 log.warning("failed %d task(s) left running by a previous process", len(lost))
+            for task_id in lost:
+                if (record := await self.store.get_task(task_id)) is not None:
+                    self.orphans.adopt(record)
         await self.dispatcher.start()
         self._accepting = True
         if recover:
@@ -161,6 +167,7 @@ class TaskService:
         if running:
             await asyncio.gather(*(self._cancel_quietly(t, CancelReason.SHUTDOWN) for t in running))
         await self.dispatcher.stop()
+        await self.orphans.close()
 
     async def readiness(self, timeout: float = 2.0) -> dict[str, str]:
         """For the store and for dispatch: `ok`, or why not (the readiness probe)."""

@@ -632,3 +632,27 @@ def test_keyboard_labels_and_contrast(
         if ratio < 4.5
     ]
     assert low == [], f"text under 4.5:1 contrast: {low}"
+
+
+def test_a_delegating_task_links_its_children_and_a_child_names_its_parent(
+    browser: Browser, sessions: list[Session], server: AndonServer, tmp_path: Path
+) -> None:
+    orchestrator = str(Path(__file__).resolve().parent.parent / "examples" / "orchestrator.py")
+    env = {"ANDON_CHILD_URLS": server.url}
+    with AndonServer(tmp_path, orchestrator + ":agent", env=env) as parent:
+        tab = open_page(sessions, browser, parent.url + "/")
+        task_id = tab.send("echo left | echo right")
+        entry = tab.entry(task_id)
+        expect(entry).to_have_attribute("data-state", "completed")
+        kids = (parent.client.get(task_id).metadata or {})["andon.children"]
+        links = entry.locator(".lineage a")
+        expect(links).to_have_count(2)
+        for child in kids:
+            link = entry.get_by_role("link", name=f"andon demo · task {child['id'][:8]}")
+            href = f"{server.url}/#context={child['contextId']}"
+            expect(link).to_have_attribute("href", href)
+
+        # On the child's server, the child's page says which task delegated it.
+        child_tab = open_page(sessions, browser, f"{server.url}/#context={kids[0]['contextId']}")
+        child_entry = child_tab.entry(kids[0]["id"])
+        expect(child_entry.locator(".lineage")).to_contain_text(f"delegated by task {task_id[:8]}")

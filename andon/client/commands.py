@@ -494,7 +494,8 @@ def tasks_get(
     a2a_version: A2AVersion = "1.0",
     debug: Debug = False,
 ) -> None:
-    """Show a task: its state, why it ended, its request and its artifacts."""
+    """Show a task: its state, why it ended, its request, its parent and children
+    (delegated tasks), and its artifacts."""
 
     async def command(client: AndonClient) -> int:
         task = await client.get(await resolve(client, task_id))
@@ -518,6 +519,12 @@ def tasks_get(
             rows.append(("survivors", "; ".join(map(str, metadata["andon.survivors"]))))
         if metadata.get("andon.retryOf"):
             rows.append(("retry of", str(metadata["andon.retryOf"])))
+        if metadata.get("andon.parentTask"):
+            rows.append(("parent", str(metadata["andon.parentTask"])))
+        for child in metadata.get("andon.children") or []:
+            if isinstance(child, dict):
+                where = f"{child.get('id')} at {child.get('url')}"
+                rows.append(("child", f"{where} ({child.get('agent')})"))
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="dim", no_wrap=True)
         grid.add_column()

@@ -34,6 +34,7 @@ from andon.dispatch.leases import Leases
 from andon.dispatch.reaper import Reaper
 from andon.dispatch.worker import ANSWERS, QueueWorker, WorkerSettings, queue_call
 from andon.protocol.types import Message
+from andon.runtime.delegation import Orphans
 from andon.runtime.scope import CancelMode
 from andon.runtime.supervisor import Supervisor
 from andon.store.base import Store
@@ -111,6 +112,7 @@ class QueueDispatcher(Dispatcher):
             self.settings.queue,
             # Recovered tasks lose the enqueue policy's order, as in embedded mode.
             lambda task_id: self.dispatch(task_id, ""),
+            Orphans(),
         )
         self.worker = (
             QueueWorker(
@@ -153,6 +155,7 @@ class QueueDispatcher(Dispatcher):
             self._reaping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaping
+        await self.reaper.orphans.close()
         await self.app.close_async()
         await self.pool.close()
 

@@ -1,7 +1,8 @@
 """The reaper: ends the attempts of workers that stopped renewing their leases, and
 queues what a dead process left unqueued.
 
-Every process of a distributed andon runs one; leases are locked while they are
+The tasks it fails have their remote children (`ctx.call_agent`) cancelled too. Every
+process of a distributed andon runs one; leases are locked while they are
 reaped, so two reapers never handle the same one, and the store's compare-and-set
 (at the attempt's epoch) makes `failed` / worker_lost the task's one ending even if
 the lost worker comes back and tries to write.
@@ -23,6 +24,7 @@ from procrastinate.manager import JobManager
 
 from andon.dispatch.leases import Lapsed, Leases
 from andon.protocol.types import ACTIVE_STATES, FailReason, Message, Part, Role, TaskState
+from andon.runtime.delegation import Orphans
 from andon.store.base import Store
 
 log = logging.getLogger("andon.dispatch")
@@ -41,8 +43,11 @@ class Reaper:
         jobs: JobManager,
         queue: str,
         dispatch: Callable[[str], Awaitable[None]],
+        orphans: Orphans,
     ) -> None:
         self.store = store
+        self.orphans = orphans
+        """Cancels the remote children of the tasks this reaper fails."""
         self.leases = leases
         self.jobs = jobs
         self.queue = queue
@@ -99,6 +104,7 @@ class Reaper:
         await self._finish(lease.job_id)
         if ended is not None:
             log.warning("task %s failed: its worker was lost", lease.task_id)
+            self.orphans.adopt(ended)
         return ended is not None
 
     async def _release_job(self, job_id: int, task_id: str) -> None:

@@ -19,15 +19,20 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import httpx
 
 from andon.protocol.types import Artifact, Message, Part, Role, TaskState
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.processes import ProcessGroups
-from andon.runtime.scope import CancelScope, Stopping, TaskCancelled
+from andon.runtime.scope import CancelMode, CancelScope, Stopping, TaskCancelled
 from andon.store.base import EventKind, Store, fold_artifacts
+
+if TYPE_CHECKING:
+    from andon.client.api import Binding
+    from andon.protocol.types import Task
+    from andon.runtime.delegation import RemoteCall
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +43,16 @@ CancelHook = Callable[[], Any]
 _YIELD_EVERY = 0.001
 DIRECT_REPLY = "andon.directReply"
 """Task metadata: the agent answered with a message (`TaskContext.reply`)."""
+
+
+class Owned(Protocol):
+    """Something the attempt stops in its teardown (a remote child task)."""
+
+    def describe(self) -> str: ...
+
+    async def stop(self, reason: str, mode: CancelMode, deadline: float) -> list[str]:
+        """Stop it by `deadline` (time.monotonic()); descriptions of what did not stop."""
+        ...
 
 
 class TaskFailed(Exception):
@@ -112,6 +127,7 @@ class TaskContext:
         self._portal_calls: set[concurrent.futures.Future[Any]] = set()
         self._http: httpx.AsyncClient | None = None
         self._hooks: list[CancelHook] = []
+        self._owned: list[Owned] = []
         self._started_artifacts: set[str] = set()
         self.final_metadata: dict[str, Any] = {}
         """Keys merged into the task's metadata when this attempt ends, however it ends
@@ -395,6 +411,42 @@ class TaskContext:
             raise
         return target
 
+    def call_agent(
+        self,
+        url: str,
+        message: str | Message,
+        *,
+        token: str | None = None,
+        mirror: bool = True,
+        version: str | None = None,
+        binding: Binding | None = None,
+    ) -> RemoteCall:
+        """Delegate to another A2A agent: `async for event in ctx.call_agent(...)` for
+        the remote task's events, or `await ctx.call_agent(...)` for the remote task
+        once completed (RemoteTaskFailed, with the remote message, if it did not).
+
+        The version and binding come from the agent's card (1.0 and JSON-RPC first,
+        unless asked); `token` is sent as a bearer token. The remote artifacts are
+        mirrored into this task, named after the remote agent, unless `mirror=False`.
+        A question of the remote task is asked of this task's user (`ask`). The remote
+        task is stopped with this task: cancelled, lost, or ended without waiting."""
+        from andon.runtime.delegation import RemoteCall
+
+        return RemoteCall(
+            self, url, message, token=token, mirror=mirror, version=version, binding=binding
+        )
+
+    def own(self, resource: Owned) -> None:
+        """The attempt stops `resource` in its teardown."""
+        self._owned.append(resource)
+
+    async def stop_owned(self, reason: str, mode: CancelMode, deadline: float) -> list[str]:
+        owned, self._owned = self._owned, []
+        if not owned:
+            return []
+        survivors = await asyncio.gather(*(r.stop(reason, mode, deadline) for r in owned))
+        return [name for found in survivors for name in found]
+
     def on_cancel(self, hook: CancelHook) -> CancelHook:
         """Register a cleanup (sync or async) run when the task is cancelled, within the
         cleanup budget. Usable as a decorator."""
@@ -482,6 +534,12 @@ class SyncTaskContext:
 
     def write_file(self, path: str | Path, data: str | bytes | Iterable[str | bytes]) -> Path:
         return self.async_context.call_from_thread(self.async_context.write_file(path, data))
+
+    def call_agent(self, url: str, message: str | Message, **options: Any) -> Task:
+        """Delegate to another A2A agent and wait for its task to complete (see
+        `TaskContext.call_agent`)."""
+        call = self.async_context.call_agent(url, message, **options)
+        return self.async_context.call_from_thread(call.result())
 
 
 @functools.cache

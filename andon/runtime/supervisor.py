@@ -272,6 +272,10 @@ class Supervisor:
         attempt.scope.close()
         ctx.abort_portal_calls()
         leftovers = await ctx.kill_processes()
+        deadline = time.monotonic() + self.settings.hard_deadline
+        leftovers += await ctx.stop_owned(
+            CancelReason.PARENT_CANCELED, CancelMode.IMMEDIATE, deadline
+        )
         await ctx.close_http()
         if leftovers:
             log.warning("task %s left processes that would not die: %s", attempt.task_id, leftovers)
@@ -283,6 +287,7 @@ class Supervisor:
         agent_task = attempt.agent_task
         assert agent_task is not None
         started = attempt.cancel_requested_at or time.monotonic()
+        requested_mode_ = scope.mode or CancelMode.IMMEDIATE
         tracing.event(
             "cancel requested",
             {"reason": scope.reason or CancelReason.USER, "mode": str(scope.mode)},
@@ -301,10 +306,15 @@ class Supervisor:
         agent_task.cancel()
         ctx.abort_portal_calls()
         killing = asyncio.create_task(ctx.kill_processes())
+        children = asyncio.create_task(
+            ctx.stop_owned(scope.reason or CancelReason.USER, requested_mode_, hard_deadline)
+        )
         await asyncio.wait({agent_task}, timeout=settings.hard_deadline)
         tracing.event("agent stopped" if agent_task.done() else "agent ignored cancellation")
         survivors = await killing
         tracing.event("processes stopped", {"killed_after_grace": ctx.processes_killed_after_grace})
+        survivors += await children
+        tracing.event("remote children stopped")
         survivors += await ctx.wait_threads(hard_deadline - time.monotonic())
         tracing.event("threads stopped")
         if not agent_task.done():

@@ -43,6 +43,8 @@ export function newModel(id, contextId) {
     canceling: false,
     reason: null,
     stopMs: null,
+    parent: null, // the task that delegated this one (andon.parentTask)
+    children: [], // tasks this one delegated to other agents (andon.children)
     createdAt: null,
     updatedAt: null,
     status: "",
@@ -62,6 +64,8 @@ function setStatus(model, status, metadata) {
   if (metadata["andon.reason"]) model.reason = metadata["andon.reason"];
   if (metadata["andon.stopMs"] !== undefined) model.stopMs = metadata["andon.stopMs"];
   if (metadata["andon.createdAt"]) model.createdAt = time(metadata["andon.createdAt"]);
+  if (metadata["andon.parentTask"]) model.parent = String(metadata["andon.parentTask"]);
+  if (Array.isArray(metadata["andon.children"])) model.children = metadata["andon.children"];
 }
 
 /** A Task as fetched (GetTask, ListTasks, CancelTask). An older view of the task (by
@@ -177,4 +181,11 @@ export function outcome(model) {
     return `failed${why}${model.status ? `: ${model.status}` : ""}`;
   }
   return model.state === "rejected" ? `rejected: ${model.status || "no reason given"}` : "";
+}
+
+/** Where a delegated task can be seen: its server's page, at its conversation. */
+export function childLink(child) {
+  const base = String(child.url || "").replace(/\/+$/, "");
+  if (!/^https?:\/\//.test(base)) return null;
+  return child.contextId ? `${base}/#context=${encodeURIComponent(child.contextId)}` : `${base}/`;
 }

@@ -7,6 +7,7 @@ import {
   elapsedMs,
   formatDuration,
   isRunning,
+  childLink,
   outcome,
   request,
   shownState,
@@ -185,6 +186,7 @@ export class View {
     setText(article.querySelector(".status"), status);
     this.showQuestion(article.querySelector(".answer"), model, asking);
     setText(article.querySelector(".outcome"), outcome(model));
+    this.showLineage(article.querySelector(".lineage"), model);
     return article;
   }
 
@@ -212,6 +214,25 @@ export class View {
     return article;
   }
 
+  /** The task that delegated this one, and the tasks it delegated (links to their
+   *  servers' pages). */
+  showLineage(box, model) {
+    const key = `${model.parent}|${model.children.map((c) => c.id).join(",")}`;
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    const items = [];
+    if (model.parent) items.push(el("span", {}, `delegated by task ${shortId(model.parent)}`));
+    for (const child of model.children) {
+      const label = `${child.agent || "agent"} · task ${shortId(child.id)}`;
+      const href = childLink(child);
+      items.push(href ? el("a", { href, rel: "noopener", target: "_blank" }, label)
+                      : el("span", {}, label));
+    }
+    if (model.children.length) items.splice(model.parent ? 1 : 0, 0, el("span", {}, "children:"));
+    box.hidden = items.length === 0;
+    box.replaceChildren(...items);
+  }
+
   newEntry(model) {
     return el("article", { class: "entry", id: `task-${model.id}`, tabindex: "-1",
                            "data-task-id": model.id },
@@ -230,7 +251,8 @@ export class View {
             el("input", { id: `answer-${model.id}`, name: "answer", autocomplete: "off",
                           required: "" }),
             el("button", { type: "submit" }, "Answer"))),
-        el("p", { class: "outcome" })));
+        el("p", { class: "outcome" }),
+        el("p", { class: "lineage", hidden: "" })));
   }
 
   showTurns(box, model) {
