@@ -97,6 +97,10 @@ def serve(
     max_connections: Annotated[
         int, typer.Option(help="Connections open at once, streams included (then 503)")
     ] = 1000,
+    max_parts: Annotated[int, typer.Option(help="Parts a message may have")] = 100,
+    max_json_nodes: Annotated[
+        int, typer.Option(help="JSON objects and arrays a request body may hold (then 413)")
+    ] = 20_000,
 ) -> None:
     """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE).
 
@@ -111,6 +115,7 @@ def serve(
     from andon.node.serve import serve as run
     from andon.node.worker import WorkerProcesses
     from andon.runtime.supervisor import RuntimeSettings
+    from andon.server.http import BodyLimits
     from andon.service import ServiceSettings
     from andon.telemetry.logs import configure as configure_logging
 
@@ -126,6 +131,8 @@ def serve(
         _in_range("--header-timeout", header_timeout, 0, above=True)
         _in_range("--body-timeout", body_timeout, 0, above=True)
         _in_range("--max-connections", max_connections, 1)
+        _in_range("--max-parts", max_parts, 1)
+        _in_range("--max-json-nodes", max_json_nodes, 1)
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
         for warning in token_auth.warnings if token_auth else []:
@@ -163,10 +170,12 @@ def serve(
                 public_url=public_url or f"http://{host}:{port}",
                 auth=token_auth,
                 on_disconnect=policy,
-                body_timeout=body_timeout,
+                body=BodyLimits(seconds=body_timeout, json_nodes=max_json_nodes),
             ),
             service=ServiceSettings(
-                cancel_wait=cancel_wait, push=_push_settings(push_allow, push_retry_for, no_push)
+                cancel_wait=cancel_wait,
+                push=_push_settings(push_allow, push_retry_for, no_push),
+                max_parts=max_parts,
             ),
             runtime=RuntimeSettings(),
             log_level=log_level,

@@ -92,6 +92,14 @@ class ServiceSettings:
     input_timeout: float | None = None
     push: PushSettings | None = field(default_factory=PushSettings)
     """Push notifications (None: not offered): the URL policy, retries, timeouts."""
+    max_parts: int = 100
+    """Parts a message may have: each costs its task's every read (GetTask, streams)."""
+
+    def check_parts(self, count: int) -> None:
+        if count > self.max_parts:
+            raise InvalidParams(
+                f"a message may have at most {self.max_parts} parts, not {count} (max_parts)"
+            )
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,7 @@ class TaskService:
         self._check_accepting()
         if not message.parts:
             raise InvalidParams("message.parts must not be empty")
+        self.settings.check_parts(len(message.parts))
         if message.role is not Role.USER:
             raise InvalidParams("message.role must be user")
         if push is not None:

@@ -444,6 +444,43 @@ async def test_a_body_over_the_size_limit_is_refused_with_413(
     assert response.status_code == 200 and "error" not in response.json()
 
 
+async def test_a_message_over_the_parts_limit_is_invalid_params(
+    peer: Peer, server: AndonServer
+) -> None:
+    params = peer.dialect.send_params("echo x")
+    key = "content" if "content" in params["message"] else "parts"
+    params["message"][key] = params["message"][key] * 101
+    async with stores_nothing(server):
+        for op in ("send", "stream"):
+            reply = await peer.call(op, params)
+            assert_error(reply, -32602)
+            assert "at most 100 parts" in json.dumps(reply.body)
+    params["message"][key] = params["message"][key][:100]
+    within = await peer.call("send", params)
+    assert within.status == 200 and "error" not in within.body
+
+
+@pytest.mark.parametrize(
+    "dialect", [Dialect("1.0", "jsonrpc"), Dialect("0.3", "rest")], ids=str, indirect=True
+)
+async def test_a_body_of_too_many_json_objects_is_refused_before_it_is_parsed(
+    peer: Peer, server: AndonServer
+) -> None:
+    """700,000 empty parts in 9.8 MB (within the size limit) took 10 s of the event loop."""
+    params = peer.dialect.send_params("echo x")
+    key = "content" if "content" in params["message"] else "parts"
+    params["message"][key] = [{"text": ""}] * 700_000
+    request = peer.dialect.request("send", params)
+    async with stores_nothing(server):
+        response = await peer.http.post(
+            request.path,
+            content=json.dumps(request.body).encode(),
+            headers={**request.headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 413
+        assert "over 20000 JSON objects and arrays" in response.text
+
+
 async def test_a_request_that_is_not_http_leaves_the_server_up(server: AndonServer) -> None:
     async with stores_nothing(server):
         status, _ = await raw_exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n", [])

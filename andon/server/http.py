@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json
@@ -74,7 +75,28 @@ def authenticate(request: Request, auth: TokenAuth | None) -> Principal:
     return principal
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+@dataclass(frozen=True)
+class BodyLimits:
+    size: int = 10 * 1024 * 1024
+    """Bytes (413 past it)."""
+    seconds: float = 30.0
+    """Time the body may take to arrive (408 after)."""
+    json_nodes: int = 20_000
+    """JSON objects and arrays a body may hold (413 past it): parsing costs about 2 µs
+    each on the event loop, so this keeps one request's parse near 40 ms."""
+
+
+def check_json_nodes(body: bytes, limit: int) -> None:
+    """Refuse, before parsing it, a body of more JSON objects and arrays than `limit`
+    (700,000 empty parts took 10 s of the event loop). Counting brackets is a fast scan
+    of the bytes; brackets inside strings count too, so it errs on the safe side."""
+    if len(body) > limit and body.count(b"{") + body.count(b"[") > limit:
+        raise HTTPProblem(
+            413, f"request body holds over {limit} JSON objects and arrays (--max-json-nodes)"
+        )
+
+
+async def read_body(request: Request, limits: BodyLimits) -> bytes:
     """The request's body, refusing a wrong content type (415), a body over `limit`
     bytes (413) without reading more than that, or one that takes over `timeout`
     seconds to arrive (408: a client trickling its body holds a connection for
@@ -88,6 +110,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
             error=ContentTypeNotSupported,
         )
     declared = request.headers.get("content-length")
+    limit, timeout = limits.size, limits.seconds
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPProblem(413, f"request body over {limit} bytes")
     chunks: list[bytes] = []
@@ -103,11 +126,13 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
         raise HTTPProblem(
             408, f"the request body did not arrive within {timeout:g} s", {"Connection": "close"}
         ) from None
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    check_json_nodes(body, limits.json_nodes)
+    return body
 
 
-async def read_json(request: Request, limit: int, timeout: float) -> Any:
-    body = await read_body(request, limit, timeout)
+async def read_json(request: Request, limits: BodyLimits) -> Any:
+    body = await read_body(request, limits)
     if not body.strip():
         return None
     return parse_json(body)
