@@ -9,6 +9,7 @@ from andon.runtime.context import (
     TaskContext,
     TaskFailed,
 )
+from andon.runtime.current import current_task, task_http_client
 from andon.runtime.delegation import RemoteTaskFailed
 from andon.runtime.scope import CancelMode, TaskCancelled
 from andon.runtime.supervisor import RuntimeSettings
@@ -30,5 +31,7 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskService",
+    "current_task",
     "open_service",
+    "task_http_client",
 ]

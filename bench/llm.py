@@ -18,7 +18,8 @@ client (monotonic clock, the same in every process; a token counts if generated 
 `--window` s after the answer). Three servings of the same call:
 examples/llm_agent.py (andon.llm) and examples/openai_agent.py (the official client on
 `ctx.http`) under `andon serve`, and the openai-client code under a2a-sdk 1.3
-(bench/peers/a2a_sdk_llm_server.py).
+(bench/peers/a2a_sdk_llm_server.py); and examples/langgraph_agent.py (a LangGraph graph
+through andon.integrations.langgraph) under `andon serve`.
 
 **Streaming cost.** `andon serve examples/llm_agent.py:agent` (SQLite) with N concurrent
 tasks, each streaming `--seconds` s of tokens at 200 tokens/s into its artifact. The
@@ -68,6 +69,10 @@ SERVINGS: dict[str, tuple[str, list[str]]] = {
         [f"{ROOT / 'examples' / 'openai_agent.py'}:agent"],
     ),
     "openai client (a2a-sdk 1.3)": ("a2a-sdk-llm", []),
+    "LangGraph graph_agent (andon)": (
+        "andon",
+        [f"{ROOT / 'examples' / 'langgraph_agent.py'}:agent"],
+    ),
 }
 
 

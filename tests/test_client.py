@@ -78,8 +78,11 @@ class AndonServer:
         env: dict[str, str] | None = None,
         token: str | None = None,
         version: str = "1.0",
+        ready_within: float = 20,
     ) -> None:
         self.workdir = workdir
+        self.ready_within = ready_within
+        """Seconds to start answering (an agent that imports a framework takes longer)."""
         self.version = version
         self.args = args
         self.env = env or {}
@@ -112,7 +115,7 @@ class AndonServer:
             except httpx.TransportError:
                 return False
 
-        eventually(up, 20, "andon serve answering")
+        eventually(up, self.ready_within, "andon serve answering")
         self.client = Client(self.url, self.token, self.version)
         return self
 

@@ -24,6 +24,7 @@ from andon.protocol.types import (
 )
 from andon.runtime.agent import Agent
 from andon.runtime.context import DIRECT_REPLY, SyncTaskContext, TaskContext, TaskFailed
+from andon.runtime.current import bind_task
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.scope import CancelMode, CancelScope, TaskCancelled, requested_mode
 from andon.store.base import Store, TaskRecord
@@ -200,6 +201,7 @@ class Supervisor:
 
     async def _call_agent(self, attempt: Attempt) -> Any:
         handler = self.agent.route(attempt.ctx.metadata).handler
+        bind_task(attempt.ctx)
         if inspect.iscoroutinefunction(handler):
             return await handler(attempt.ctx)
         return await attempt.ctx.to_thread(handler, SyncTaskContext(attempt.ctx))

@@ -68,6 +68,8 @@ class Generation:
     dialect: str  # "openai" or "anthropic"
     model: str
     received_ns: int
+    messages: int = 0
+    """Messages in the request's conversation (a continued thread sends its history)."""
     tokens: list[int] = field(default_factory=list)
     """Monotonic ns at which each token (text word or tool-argument piece) was generated."""
     first_byte_ns: int | None = None
@@ -205,6 +207,7 @@ class FakeModelServer:
             dialect,
             str(request.get("model")),
             _now(),
+            messages=len(request["messages"]),
             user=plan.user,
         )
         self.generations.append(generation)

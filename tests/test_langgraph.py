@@ -1,0 +1,217 @@
+"""LangGraph graphs served by `andon serve` (andon.integrations.langgraph), talked to over
+A2A 1.0: examples/langgraph_agent.py against the fake model server that logs every token
+it generates.
+
+A cancel stops the model's generation before it is answered and kills the tool's
+process; `interrupt()` is a question the answer resumes, and a cancel while it waits
+never resumes the graph; the context is the graph's thread (a follow-up continues it, a
+retry resumes from the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from andon.testing.fake_llm import WORDS, FakeModelServer, Generation
+from tests.helpers import children_of, process_group_alive
+from tests.live_server import Dialect, Peer, canonical_state, unchanged, until
+from tests.test_client import AndonServer
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langgraph_agent.py"
+V1 = Dialect("1.0", "jsonrpc")
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeModelServer]:
+    with FakeModelServer(tokens=20, rate=200) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(
+    fake: FakeModelServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AndonServer]:
+    env = {
+        "OPENAI_BASE_URL": fake.openai_url,
+        "OPENAI_API_KEY": "sk-test",
+        "ANDON_LLM_MODEL": "fake-model",
+    }
+    workdir = tmp_path_factory.mktemp("langgraph")
+    with AndonServer(workdir, f"{EXAMPLE}:agent", env=env, ready_within=90) as server:
+        yield server
+
+
+@pytest.fixture
+async def peer(served: AndonServer) -> AsyncIterator[Peer]:
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        yield Peer(V1, http, served.port)
+
+
+async def start(
+    peer: Peer, fake: FakeModelServer, text: str, **fields: Any
+) -> tuple[dict[str, Any], Generation]:
+    """Send `text` without waiting; the task, and the model call it made."""
+    before = len(fake.generations)
+    task = await peer.send(text, blocking=False, **fields)
+    await until(lambda: len(fake.generations) > before, what="the model server called")
+    return task, fake.generations[before]
+
+
+async def cancel(peer: Peer, task_id: str) -> tuple[dict[str, Any], int]:
+    """CancelTask; the task it answered, and the monotonic ns at which the answer came."""
+    task = await peer.result("cancel", {"id": task_id})
+    return task, time.monotonic_ns()
+
+
+async def answer(peer: Peer, task: dict[str, Any], text: str) -> None:
+    await peer.send(text, blocking=False, taskId=task["id"], contextId=task["contextId"])
+
+
+def artifact(task: dict[str, Any], artifact_id: str) -> dict[str, Any]:
+    [found] = [a for a in task.get("artifacts") or [] if a["artifactId"] == artifact_id]
+    return found  # type: ignore[no-any-return]
+
+
+def text_of(found: dict[str, Any]) -> str:
+    return "".join(part.get("text", "") for part in found["parts"])
+
+
+def status_text(task: dict[str, Any]) -> str:
+    return "".join(p.get("text", "") for p in task["status"].get("message", {}).get("parts", []))
+
+
+def words(start: int, count: int) -> str:
+    return "".join(WORDS[i % len(WORDS)] + " " for i in range(start, start + count))
+
+
+async def test_the_answer_streams_into_the_response(peer: Peer, fake: FakeModelServer) -> None:
+    task, call = await start(peer, fake, "hello tokens=7")
+    done = await peer.wait_state(task["id"], "completed", "failed")
+    assert canonical_state(done["status"]["state"]) == "completed", done["status"]
+    assert text_of(artifact(done, "response")) == words(0, 7)
+    assert call.ended == "complete"
+
+
+async def test_cancel_mid_stream_stops_generation_before_the_answer(
+    peer: Peer, fake: FakeModelServer
+) -> None:
+    task, call = await start(peer, fake, "write on tokens=100000 rate=200")
+    await until(lambda: len(call.tokens) >= 20, what="20 tokens generated")
+    canceled, answered = await cancel(peer, task["id"])
+    assert canonical_state(canceled["status"]["state"]) == "canceled"
+    assert call.tokens_after(answered) == 0, "tokens generated after the cancel was answered"
+    assert call.ended == "disconnected"
+    await unchanged(lambda: len(call.tokens), 0.3)
+
+    response = artifact(await peer.get(task["id"]), "response")
+    received = text_of(response)
+    assert received and words(0, len(received.split())) == received
+    assert response["metadata"]["andon.partial"] is True
+
+
+async def test_interrupt_asks_and_the_answer_resumes_the_graph(
+    peer: Peer, fake: FakeModelServer, served: AndonServer
+) -> None:
+    task, _ = await start(peer, fake, 'note it tool="echo approved >> approved.txt" tokens=4')
+    waiting = await peer.wait_state(task["id"], "input-required", "failed")
+    assert canonical_state(waiting["status"]["state"]) == "input-required", waiting["status"]
+    assert status_text(waiting) == "Run `echo approved >> approved.txt`? (yes/no)"
+
+    await answer(peer, task, "yes")
+    done = await peer.wait_state(task["id"], "completed", "failed")
+    assert canonical_state(done["status"]["state"]) == "completed", done["status"]
+    assert (served.workdir / "approved.txt").read_text() == "approved\n"
+    assert text_of(artifact(done, "response")) == words(0, 4)
+
+
+async def test_cancel_while_the_interrupt_waits_never_resumes_the_graph(
+    peer: Peer, fake: FakeModelServer, served: AndonServer
+) -> None:
+    task, _ = await start(peer, fake, 'then tool="echo ran >> never.txt"')
+    await peer.wait_state(task["id"], "input-required")
+    calls = len(fake.generations)
+    canceled, _ = await cancel(peer, task["id"])
+    assert canonical_state(canceled["status"]["state"]) == "canceled"
+
+    reply = await peer.call(
+        "send", V1.send_params("yes", taskId=task["id"], contextId=task["contextId"])
+    )
+    assert reply.error is not None, "an answer to a canceled task must be refused"
+    await unchanged(lambda: len(fake.generations), 0.5)
+    assert len(fake.generations) == calls
+    assert not (served.workdir / "never.txt").exists()
+
+
+async def test_cancel_during_the_tool_leaves_no_process(
+    peer: Peer, fake: FakeModelServer, served: AndonServer
+) -> None:
+    task, _ = await start(peer, fake, 'wait tool="sleep 300"')
+    await peer.wait_state(task["id"], "input-required")
+    await answer(peer, task, "yes")
+    sleeper: list[int] = []
+
+    def find_sleep() -> bool:
+        sleeper[:] = [
+            pid
+            for pid in children_of(served.proc.pid)
+            if b"sleep 300" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        ]
+        return bool(sleeper)
+
+    await until(find_sleep, what="sleep 300 running")
+    canceled, _ = await cancel(peer, task["id"])
+    assert canonical_state(canceled["status"]["state"]) == "canceled"
+    assert not process_group_alive(sleeper[0])
+
+
+async def test_a_follow_up_message_continues_the_thread(peer: Peer, fake: FakeModelServer) -> None:
+    first, call = await start(peer, fake, "first tokens=3")
+    await peer.wait_state(first["id"], "completed")
+    assert call.messages == 1
+
+    second, call = await start(peer, fake, "second tokens=3", contextId=first["contextId"])
+    done = await peer.wait_state(second["id"], "completed")
+    assert call.messages == 3, "the model saw the thread: question, answer, question"
+    assert text_of(artifact(done, "response")) == words(0, 3)
+
+
+async def test_a_retry_resumes_from_the_last_checkpoint(
+    peer: Peer, fake: FakeModelServer, served: AndonServer
+) -> None:
+    task, _ = await start(peer, fake, 'count tool="echo ran >> runs.txt" tokens=300 rate=150')
+    await peer.wait_state(task["id"], "input-required")
+    before = len(fake.generations)
+    await answer(peer, task, "yes")
+    await until(lambda: len(fake.generations) > before, what="the answer after the tool")
+    cut = fake.generations[before]
+    await until(lambda: len(cut.tokens) >= 10, what="10 tokens of the answer")
+    await cancel(peer, task["id"])
+    assert (served.workdir / "runs.txt").read_text() == "ran\n"
+
+    calls = len(fake.generations)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "andon/retry", "params": {"id": task["id"]}}
+    reply = (await peer.http.post("/", json=body, headers=V1.headers)).json()
+    retry = await peer.wait_state(reply["result"]["id"], "completed", "failed", "input-required")
+    assert canonical_state(retry["status"]["state"]) == "completed", retry["status"]
+    # From the checkpoint after the tool: neither the first model call, nor the question,
+    # nor the command again; only the answer that was cut.
+    assert len(fake.generations) == calls + 1
+    assert fake.generations[calls].messages == 3
+    assert (served.workdir / "runs.txt").read_text() == "ran\n"
+    assert text_of(artifact(retry, "response")) == words(0, 300)
+
+
+def test_import_andon_leaves_the_framework_out() -> None:
+    code = "import sys, andon; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "langgraph" not in loaded and "langchain_core" not in loaded, loaded
