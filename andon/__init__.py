@@ -1,18 +1,15 @@
 """andon: serve Python agents over A2A, where cancel means stop."""
 
 from andon.node.parts import open_service
+from andon.protocol.types import CancelMode
 from andon.runtime.agent import Agent, Skill
-from andon.runtime.context import (
-    CommandFailed,
-    CommandResult,
-    SyncTaskContext,
-    TaskContext,
-    TaskFailed,
-)
+from andon.runtime.attempt import RuntimeSettings
+from andon.runtime.blocking import SyncTaskContext
+from andon.runtime.context import CommandFailed, CommandResult, TaskContext, TaskFailed
 from andon.runtime.current import current_task, task_http_client
 from andon.runtime.delegation import RemoteTaskFailed
-from andon.runtime.scope import CancelMode, TaskCancelled
-from andon.runtime.supervisor import RuntimeSettings
+from andon.runtime.scope import TaskCancelled
+from andon.runtime.threads import check
 from andon.service import ContextPolicy, Principal, ServiceSettings, TaskService
 
 __all__ = [
@@ -31,6 +28,7 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskService",
+    "check",
     "current_task",
     "open_service",
     "task_http_client",

@@ -114,7 +114,7 @@ def serve(
     from andon.node.serve import ServeOptions, is_loopback, load_agent
     from andon.node.serve import serve as run
     from andon.node.worker import WorkerProcesses
-    from andon.runtime.supervisor import RuntimeSettings
+    from andon.runtime.attempt import RuntimeSettings
     from andon.server.http import BodyLimits
     from andon.service import ServiceSettings
     from andon.telemetry.logs import configure as configure_logging
@@ -229,7 +229,7 @@ def worker(
     from andon.node.preflight import claim_store
     from andon.node.serve import load_agent
     from andon.node.worker import WorkerOptions, work
-    from andon.runtime.supervisor import RuntimeSettings
+    from andon.runtime.attempt import RuntimeSettings
     from andon.service import ServiceSettings
     from andon.telemetry.logs import configure as configure_logging
 

@@ -14,20 +14,29 @@ from __future__ import annotations
 from typing import Any
 
 from andon.protocol.errors import InvalidParams
+from andon.protocol.stops import KILL_GRACE, KILLED, STOP_MS, SURVIVORS
+from andon.protocol.types import CANCEL_MODE, DIRECT_REPLY
 from andon.runtime.agent import SKILL_KEY
-from andon.runtime.context import DIRECT_REPLY
-from andon.runtime.scope import CANCEL_MODE
-from andon.telemetry.hub import STOP_MS
 from andon.telemetry.tracing import CARRIER_KEY
 
 RETRY_OF = "andon.retryOf"
 REASON = "andon.reason"
 CANCELING = "andon.canceling"
 CREATED_AT = "andon.createdAt"
-SURVIVORS = "andon.survivors"
 
 SERVER_KEYS = frozenset(
-    {RETRY_OF, REASON, CANCELING, CREATED_AT, SURVIVORS, STOP_MS, CANCEL_MODE, DIRECT_REPLY}
+    {
+        RETRY_OF,
+        REASON,
+        CANCELING,
+        CREATED_AT,
+        SURVIVORS,
+        STOP_MS,
+        KILLED,
+        KILL_GRACE,
+        CANCEL_MODE,
+        DIRECT_REPLY,
+    }
 )
 """Written by andon only: a client sending one is refused."""
 

@@ -28,6 +28,7 @@ from andon.protocol.errors import (
 from andon.protocol.params import PushNotificationConfig
 from andon.protocol.types import (
     ACTIVE_STATES,
+    CancelMode,
     CancelReason,
     FailReason,
     Message,
@@ -41,10 +42,11 @@ from andon.protocol.types import (
 from andon.push import configs
 from andon.push.policy import RefusedURL
 from andon.push.sender import PushSender, PushSettings
-from andon.runtime.agent import SKILL_KEY, UnknownSkill
+from andon.runtime.agent import SKILL_KEY, Agent, UnknownSkill
 from andon.runtime.delegation import Orphans
-from andon.runtime.scope import CANCEL_MODE, CancelMode
-from andon.store.base import Event, NewTask, Store, TaskRecord, fold_artifacts
+from andon.store.base import Event as Event  # what transports stream
+from andon.store.base import NewTask, Store, fold_artifacts
+from andon.store.base import TaskRecord as TaskRecord  # what submit returns to transports
 from andon.store.push import PushConfig
 from andon.telemetry import tracing
 from andon.telemetry.hub import Telemetry
@@ -123,18 +125,18 @@ class TaskService:
         self,
         store: Store,
         dispatcher: Dispatcher,
+        agent: Agent,
         settings: ServiceSettings | None = None,
         telemetry: Telemetry | None = None,
-        *,
-        skills: Sequence[str] = (),
     ) -> None:
-        """`skills`: the ids of the agent's skills, so that a task asking for another
-        (`andon.skill`) is refused when it is submitted, not failed later."""
         self.store = store
+        self.agent = agent
+        """The agent served: its card and A2A versions, and its skills (a task asking
+        for another is refused when it is submitted, not failed later)."""
         self.dispatcher = dispatcher
         self.settings = settings or ServiceSettings()
         self.telemetry = telemetry or Telemetry()
-        self.skills = tuple(skills)
+        self.skills = agent.skill_ids
         self.push: PushSender | None = None
         """Delivers push notifications; None: this service offers none."""
         self.orphans = Orphans()
@@ -489,16 +491,9 @@ class TaskService:
                 if done is not None:
                     return done
             else:
-                moved = await self.store.transition(
-                    task_id,
-                    sources=[record.state],
-                    target=TaskState.CANCELING,
-                    reason=reason,
-                    message=_agent_text(f"canceling (reason: {reason})"),
-                    metadata={CANCEL_MODE: mode.value},
-                )
+                moved = await self.store.begin_cancel(task_id, [record.state], reason, mode)
                 if moved is not None:
-                    await self.dispatcher.cancel(task_id, moved.epoch, reason, mode)
+                    await self.dispatcher.cancel(moved)
                     return moved
             latest = await self.store.get_task(task_id)
             if latest is None:
@@ -510,7 +505,7 @@ class TaskService:
             await self.cancel(task_id, SYSTEM, reason=reason, wait=wait)
 
     async def request_cancel(self, task_id: str, reason: str) -> None:
-        """For the runtime's deadlines: start the cancel, do not wait for it."""
+        """For the disconnect policies: start the cancel, do not wait for it."""
         await self._cancel_quietly(task_id, reason, wait=0)
 
     async def cancel_many(

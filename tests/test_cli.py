@@ -197,6 +197,23 @@ def test_ctrl_c_cancels_the_task_with_reason_user_and_its_work_stops(
     steady(lambda: len(server.trace(task_id)), 0.5)  # five steps' time: no new step
 
 
+def test_a_kill_after_the_grace_is_told_in_words(
+    server: AndonServer, terminals: list[Terminal]
+) -> None:
+    term = andon(
+        terminals, "send", "--url", server.url, "shell trap '' TERM; echo armed; sleep 300"
+    )
+    task_id = term.expect(r"task ([0-9a-f]{32})").group(1)
+    term.expect("armed")
+    term.ctrl_c()
+    term.expect(r"1 process killed after the [\d.]+ s grace")
+    assert term.wait() == 130
+    shown = run("tasks", "get", task_id, "--url", server.url)
+    assert re.search(
+        r"stopped in [\d.]+ s: 1 process killed after the [\d.]+ s grace", shown.stdout
+    )
+
+
 def test_a_second_ctrl_c_exits_at_once_and_the_task_still_ends_canceled(
     server: AndonServer, terminals: list[Terminal]
 ) -> None:

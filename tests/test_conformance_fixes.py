@@ -28,7 +28,7 @@ async def answer(ctx: andon.TaskContext) -> Any:
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async with andon.open_service(agent, str(tmp_path / "andon.sqlite")) as service:
-        app = create_app(service, agent, ServerConfig(public_url="http://testserver"))
+        app = create_app(service, ServerConfig(public_url="http://testserver"))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
@@ -169,7 +169,7 @@ async def test_card_of_one_version_on_request(client: httpx.AsyncClient) -> None
 async def v1_only(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     served = andon.Agent(name="one", skills=agent.skills, a2a_versions=("1.0",))
     async with andon.open_service(served, str(tmp_path / "andon.sqlite")) as service:
-        app = create_app(service, served, ServerConfig(public_url="http://testserver"))
+        app = create_app(service, ServerConfig(public_url="http://testserver"))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
@@ -325,7 +325,7 @@ async def test_tck_agent_plays_its_scenarios(tmp_path: Path) -> None:
 
     tck = load_agent(str(Path(__file__).parent.parent / "examples/tck_agent.py") + ":agent")
     async with andon.open_service(tck, str(tmp_path / "andon.sqlite")) as service:
-        app = create_app(service, tck, ServerConfig(public_url="http://testserver"))
+        app = create_app(service, ServerConfig(public_url="http://testserver"))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
 

@@ -8,6 +8,7 @@ window, since absence has no event to wait for.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
@@ -350,8 +351,9 @@ async def test_stale_cancel_never_touches_a_newer_attempt(
     record = await service.store.get_task(task_id)
     assert record is not None and record.epoch == 1
 
-    await service.dispatcher.cancel(task_id, record.epoch - 1, "user", CancelMode.IMMEDIATE)
-    await service.dispatcher.cancel(task_id, record.epoch + 1, "user", CancelMode.IMMEDIATE)
+    for epoch in (record.epoch - 1, record.epoch + 1):
+        stale = dataclasses.replace(record, state=TaskState.CANCELING, epoch=epoch)
+        await service.dispatcher.cancel(stale)
 
     seen = len(trace_lines(trace, task_id))
     await wait_trace(trace, task_id, seen + 2)  # it keeps working

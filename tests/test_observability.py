@@ -105,7 +105,7 @@ async def server(tmp_path: Path, trace: Path) -> AsyncIterator[Server]:
     async with andon.open_service(
         agent, str(tmp_path / "andon.sqlite"), runtime=runtime, max_concurrent=2
     ) as service:
-        app = create_app(service, agent, ServerConfig(public_url="http://testserver"))
+        app = create_app(service, ServerConfig(public_url="http://testserver"))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             try:
@@ -232,7 +232,7 @@ async def test_a_restart_counts_tasks_it_failed_worker_lost(tmp_path: Path, trac
     await store.transition("lost", sources=[TaskState.SUBMITTED], target=TaskState.WORKING)
     await store.close()
     async with andon.open_service(agent, path) as service:
-        app = create_app(service, agent)
+        app = create_app(service)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             metrics = Server(service, http)
@@ -248,7 +248,13 @@ async def test_health_and_readiness(server: Server) -> None:
     assert (await server.http.get("/healthz")).json() == {"status": "ok"}
     ready = await server.http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "store": "ok", "dispatch": "ok"}
+    assert ready.json() == {
+        "status": "ok",
+        "store": "ok",
+        "dispatch": "ok",
+        "containment": server.service.dispatcher.containment,
+    }
+    assert ready.json()["containment"] in ("cgroup", "subreaper")
 
     await server.service.shutdown()  # dispatch stops: no longer ready, still alive
     ready = await server.http.get("/readyz")

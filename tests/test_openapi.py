@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from andon.agents.demo import agent
 from andon.server.app import create_app
 from andon.service import TaskService
 
 
 def test_openapi_document_covers_jsonrpc_and_every_rest_route(service: TaskService) -> None:
-    with TestClient(create_app(service, agent)) as client:
+    with TestClient(create_app(service)) as client:
         doc = client.get("/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     for path in (
@@ -47,7 +46,7 @@ def test_openapi_document_covers_jsonrpc_and_every_rest_route(service: TaskServi
 
 
 def test_docs_page_loads_nothing_from_the_network(service: TaskService) -> None:
-    with TestClient(create_app(service, agent)) as client:
+    with TestClient(create_app(service)) as client:
         page = client.get("/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
     assert "http://" not in page.text and "https://" not in page.text

@@ -31,9 +31,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "ANDON_DEMO_TRACE": str(tmp_path / "trace.log")}
+    env = {**os.environ, "ANDON_DEMO_TRACE": str(tmp_path / "trace.log"), **(env or {})}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -165,6 +167,30 @@ async def test_a_killed_server_takes_the_commands_of_its_tasks_down(tmp_path: Pa
     proc.wait(10)
 
     wait_for(lambda: not process_group_alive(pgid))
+
+
+@pytest.mark.parametrize("containment", ["subreaper", "cgroup"])
+def test_a_killed_server_takes_escaped_processes_down(tmp_path: Path, containment: str) -> None:
+    proc, url = start(tmp_path, env={"ANDON_CONTAINMENT": containment})
+    pid_file = tmp_path / "escaped.pid"
+    escape = f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 300' >/dev/null 2>&1"
+    send(url, f"shell {escape} & sleep 300")
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip())
+    escaped = int(pid_file.read_text())
+    assert os.getsid(escaped) == escaped  # a session of its own: out of every group
+
+    proc.kill()  # no clean-up of its own: the lifeline's keeper must do it
+    proc.wait(10)
+
+    wait_for(lambda: not running(escaped))
+
+
+def running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def command_groups(parent: int, fragment: str) -> set[int]:

@@ -48,6 +48,7 @@ from andon.client.render import (
 )
 from andon.client.session import EXIT_INTERRUPTED, Conversation, Questions
 from andon.protocol.params import PushNotificationConfig
+from andon.protocol.stops import describe_stop
 from andon.protocol.types import Role, Task, TaskState
 
 EXIT_USAGE = 2
@@ -513,8 +514,8 @@ def tasks_get(
             rows.append(("request", _request(task)))
         if task.status.message is not None:
             rows.append(("status", task.status.message.text))
-        if "andon.stopMs" in metadata:
-            rows.append(("stopped in", f"{metadata['andon.stopMs']} ms"))
+        if (stop := describe_stop(metadata)) is not None:
+            rows.append(("stop", stop))
         if metadata.get("andon.survivors"):
             rows.append(("survivors", "; ".join(map(str, metadata["andon.survivors"]))))
         if metadata.get("andon.retryOf"):
@@ -744,8 +745,8 @@ def _report_cancels(results: list[CancelResult], json: bool) -> int:
             continue
         metadata = task.metadata or {}
         line_text = Text.assemble(("■ ", "magenta"), result.id, " ", _state_text(task))
-        if "andon.stopMs" in metadata:
-            line_text.append(f" · stopped in {metadata['andon.stopMs']} ms", "dim")
+        if (stop := describe_stop(metadata)) is not None:
+            line_text.append(f" · {stop}", "dim")
         elif task.status.message is not None:
             line_text.append(f" · {task.status.message.text}", "dim")
         out.print(line_text)

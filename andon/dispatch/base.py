@@ -6,13 +6,16 @@ import abc
 import asyncio
 
 from andon.protocol.types import Message
-from andon.runtime.scope import CancelMode
+from andon.store.base import TaskRecord
 from andon.telemetry.observe import NO_OBSERVER, Observer
 
 
 class Dispatcher(abc.ABC):
     observer: Observer = NO_OBSERVER
     """Told of dispatch failures (`dispatch_failed`)."""
+    containment: str = "none"
+    """How the attempts run here contain their processes (`cgroup`, `subreaper`), or
+    `none` when this process runs no attempts."""
 
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -32,8 +35,9 @@ class Dispatcher(abc.ABC):
         (the `enqueue` context policy)."""
 
     @abc.abstractmethod
-    async def cancel(self, task_id: str, epoch: int | None, reason: str, mode: CancelMode) -> None:
-        """Signal the attempt `epoch` of the task to stop (ignored by any other attempt)."""
+    async def cancel(self, record: TaskRecord) -> None:
+        """The task's record now says `canceling`: wake the attempt of its epoch, wherever
+        it runs, which stops as the stored record says (any other attempt ignores it)."""
 
     @abc.abstractmethod
     async def answer(self, task_id: str, epoch: int | None, message: Message) -> None:

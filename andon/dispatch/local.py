@@ -9,8 +9,8 @@ from collections import deque
 
 from andon.dispatch.base import Dispatcher, set_within
 from andon.protocol.types import Message
-from andon.runtime.scope import CancelMode
 from andon.runtime.supervisor import Supervisor
+from andon.store.base import TaskRecord
 
 log = logging.getLogger("andon.dispatch")
 
@@ -18,6 +18,7 @@ log = logging.getLogger("andon.dispatch")
 class LocalDispatcher(Dispatcher):
     def __init__(self, supervisor: Supervisor, max_concurrent: int = 64) -> None:
         self.supervisor = supervisor
+        self.containment = supervisor.containment.kind
         self.max_concurrent = max_concurrent
         self._queue: deque[str] = deque()
         self._wakeup = asyncio.Event()
@@ -108,8 +109,8 @@ class LocalDispatcher(Dispatcher):
             self._idle.set()
         self._wakeup.set()
 
-    async def cancel(self, task_id: str, epoch: int | None, reason: str, mode: CancelMode) -> None:
-        self.supervisor.cancel(task_id, epoch, reason, mode)
+    async def cancel(self, record: TaskRecord) -> None:
+        await self.supervisor.reconcile(record.id, record)
 
     async def answer(self, task_id: str, epoch: int | None, message: Message) -> None:
         self.supervisor.answer(task_id, epoch, message)

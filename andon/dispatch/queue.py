@@ -35,9 +35,8 @@ from andon.dispatch.reaper import Reaper
 from andon.dispatch.worker import ANSWERS, QueueWorker, WorkerSettings, queue_call
 from andon.protocol.types import Message
 from andon.runtime.delegation import Orphans
-from andon.runtime.scope import CancelMode
 from andon.runtime.supervisor import Supervisor
-from andon.store.base import Store
+from andon.store.base import Store, TaskRecord
 from andon.store.pg_retry import Conn, retrying
 
 log = logging.getLogger("andon.dispatch")
@@ -94,6 +93,8 @@ class QueueDispatcher(Dispatcher):
         """With a supervisor, this process is also a worker running up to
         `concurrency` attempts at once; without one it only dispatches and signals."""
         self.settings = settings or QueueSettings()
+        if supervisor is not None:
+            self.containment = supervisor.containment.kind
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             min_size=1,
@@ -167,11 +168,9 @@ class QueueDispatcher(Dispatcher):
         with contextlib.suppress(queue_errors.AlreadyEnqueued):
             await queue_call(self.pool, lambda: job.defer_async(task_id=task_id, serial=serial))
 
-    async def cancel(self, task_id: str, epoch: int | None, reason: str, mode: CancelMode) -> None:
-        if epoch is None:
-            return  # only a running attempt is signalled; a queued task's claim refuses it
+    async def cancel(self, record: TaskRecord) -> None:
         # The worker reads the reason and mode from the task, where the service put them.
-        job_id = await self.leases.job_of(task_id, epoch)
+        job_id = await self.leases.job_of(record.id, record.epoch)
         if job_id is not None:
             jobs = self.app.job_manager  # aborting twice is aborting once
             await queue_call(self.pool, lambda: jobs.cancel_job_by_id_async(job_id, abort=True))

@@ -35,8 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from andon.dispatch.base import set_within
 from andon.dispatch.leases import Leases
-from andon.protocol.types import ACTIVE_STATES, FailReason, Message, TaskState
-from andon.runtime.scope import CancelMode, requested_mode
+from andon.protocol.types import ACTIVE_STATES, Message, TaskState
 from andon.runtime.supervisor import Supervisor
 from andon.store.base import Store, TaskRecord
 from andon.store.pg_events import Listener
@@ -327,16 +326,13 @@ class QueueWorker:
             log.warning("delivering a signal failed: %s", task.exception())
 
     async def _deliver_cancel(self, task_id: str) -> None:
-        record = await self.store.get_task(task_id)
-        if record is not None and record.state is TaskState.CANCELING:
-            mode = requested_mode(record.metadata)
-            self.supervisor.cancel(task_id, record.epoch, record.reason or "user", mode)
+        await self.supervisor.reconcile(task_id)
 
     async def _deliver_answer(self, task_id: str, epoch: int) -> None:
         attempt = self.supervisor.attempt(task_id)
         if attempt is None or attempt.epoch != epoch:
             return
-        asked = attempt.ctx.question_seq
+        asked = attempt.question_seq
         if asked is None:
             return
         for event in await self.store.events(task_id, asked):
@@ -367,7 +363,7 @@ class QueueWorker:
         still_held = set(self._held.values())  # attempts may have ended meanwhile
         for task_id in (held - kept) & still_held:
             log.error("lost the lease of task %s: stopping its attempt", task_id)
-            self._stop_locally(task_id)
+            await self.supervisor.reconcile(task_id, lost=True)
 
     async def _catch_up(self) -> None:
         """Re-read the state of every attempt running here and act on what changed."""
@@ -375,22 +371,14 @@ class QueueWorker:
             attempt = self.supervisor.attempt(task_id)
             if attempt is None:
                 continue
-            record = await self.store.get_task(task_id)
-            if record is None or record.epoch != attempt.epoch or record.state.terminal:
-                # Ended, by this attempt just now or by a reaper: either way it stops.
-                self._stop_locally(task_id)
-            elif record.state is TaskState.CANCELING:
-                mode = requested_mode(record.metadata)
-                self.supervisor.cancel(task_id, record.epoch, record.reason or "user", mode)
-            elif record.state is TaskState.WORKING and attempt.ctx.question_seq is not None:
+            # Ended (by this attempt just now, or by a reaper) or canceling: it stops.
+            record = await self.supervisor.reconcile(task_id)
+            if (
+                record is not None
+                and record.state is TaskState.WORKING
+                and attempt.question_seq is not None
+            ):
                 await self._deliver_answer(task_id, record.epoch)
-
-    def _stop_locally(self, task_id: str) -> None:
-        attempt = self.supervisor.attempt(task_id)
-        if attempt is not None:
-            self.supervisor.cancel(
-                task_id, attempt.epoch, FailReason.WORKER_LOST, CancelMode.IMMEDIATE
-            )
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

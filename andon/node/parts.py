@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from andon.dispatch.base import Dispatcher
 from andon.push.sender import PushSender
 from andon.runtime.agent import Agent
+from andon.runtime.attempt import RuntimeSettings
 from andon.runtime.lifeline import Lifeline
-from andon.runtime.supervisor import RuntimeSettings, Supervisor
+from andon.runtime.supervisor import Supervisor
 from andon.service import ServiceSettings, TaskService
 from andon.store import open_store
 from andon.telemetry.hub import Telemetry
@@ -69,11 +70,7 @@ class Node:
         else:
             raise ValueError("embedded mode runs its tasks itself: it cannot go without a worker")
         dispatcher.observer = telemetry
-        self.service = TaskService(
-            self.store, dispatcher, settings, telemetry, skills=agent.skill_ids
-        )
-        if self.supervisor is not None:
-            self.supervisor.set_cancel_requester(self.service.request_cancel)
+        self.service = TaskService(self.store, dispatcher, agent, settings, telemetry)
         push = self.service.settings.push
         if push is not None:
             # Every process delivers the shared outbox, whoever queued what.

@@ -26,8 +26,8 @@ from andon.node.parts import Node
 from andon.node.slow_clients import with_header_timeout
 from andon.node.worker import WorkerProcesses
 from andon.runtime.agent import Agent
+from andon.runtime.attempt import RuntimeSettings
 from andon.runtime.lifeline import Lifeline
-from andon.runtime.supervisor import RuntimeSettings
 from andon.server.app import ServerConfig, create_app
 from andon.server.auth import TokenAuth
 from andon.service import ServiceSettings
@@ -182,10 +182,10 @@ def serve(options: ServeOptions) -> None:
             await node.start()
             if workers is not None:
                 await workers.start()
+            else:
+                log.info("task processes are contained by %s", node.service.dispatcher.containment)
 
-        app = create_app(
-            node.service, options.agent, options.server, on_startup=startup, on_shutdown=node.stop
-        )
+        app = create_app(node.service, options.server, on_startup=startup, on_shutdown=node.stop)
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -17,8 +17,8 @@ from starlette.applications import Starlette
 from andon.dispatch.queue import QueueSettings
 from andon.node.parts import Node
 from andon.runtime.agent import Agent
+from andon.runtime.attempt import RuntimeSettings
 from andon.runtime.lifeline import Lifeline
-from andon.runtime.supervisor import RuntimeSettings
 from andon.server.monitoring import monitoring_routes
 from andon.server.streams import Subscribers
 from andon.service import ServiceSettings
@@ -70,7 +70,11 @@ async def _work(options: WorkerOptions, lifeline: Lifeline) -> None:
     await node.start()
     monitor = _Monitor(node, *options.metrics) if options.metrics else None
     monitoring = asyncio.create_task(monitor.serve()) if monitor else None
-    log.info("worker ready: up to %d tasks at once", options.concurrency)
+    log.info(
+        "worker ready: up to %d tasks at once; task processes are contained by %s",
+        options.concurrency,
+        node.service.dispatcher.containment,
+    )
     try:
         await stopping.wait()
         log.info("worker stopping: running tasks get %.1f s", options.drain)

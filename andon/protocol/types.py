@@ -71,6 +71,23 @@ class CancelReason(StrEnum):
     task stopped: cancelled, lost with its worker, or ended without waiting for it."""
 
 
+class CancelMode(StrEnum):
+    """How a cancel asks the work to stop: `immediate` at its next await, `graceful`
+    after its current step (within the graceful period)."""
+
+    IMMEDIATE = "immediate"
+    GRACEFUL = "graceful"
+
+
+DIRECT_REPLY = "andon.directReply"
+"""Task metadata: the agent answered with a message (`TaskContext.reply`)."""
+
+CANCEL_MODE = "andon.cancelMode"
+"""Task metadata written with `canceling`: the mode the cancel asked for. With the
+stored reason it is the one carrier of a cancel: whoever stops the attempt reads both
+from the task's record."""
+
+
 class FailReason(StrEnum):
     ERROR = "error"
     CANCEL_TIMEOUT = "cancel_timeout"

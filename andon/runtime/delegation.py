@@ -36,6 +36,7 @@ from andon.client.discover import Interface, discover
 from andon.client.errors import ClientError, RemoteError, TaskNotCancelable, TaskNotFound
 from andon.protocol.types import (
     Artifact,
+    CancelMode,
     CancelReason,
     Message,
     Task,
@@ -45,7 +46,7 @@ from andon.protocol.types import (
 )
 from andon.protocol.wire import Version
 from andon.runtime.context import TaskFailed
-from andon.runtime.scope import CancelMode, TaskCancelled
+from andon.runtime.scope import TaskCancelled
 from andon.store.base import CHILDREN, TaskRecord
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 
 def group_alive(pgid: int) -> bool:
@@ -52,25 +53,118 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+MARK = b"ANDON_ATTEMPT="
+"""In the environment of every process an attempt starts, followed by the attempt's key:
+its descendants inherit it, so they are found even after they left the process group."""
+
+
+def marked(key: bytes) -> list[int]:
+    """Live processes whose environment carries the attempt key `key`."""
+    needle = MARK + key + b"\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = fh.read() + b"\0"
+        except OSError:
+            continue
+        if (environ.startswith(needle) or b"\0" + needle in environ) and _running(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def cgroup_members(path: str) -> list[int]:
+    try:
+        with open(f"{path}/cgroup.procs") as fh:
+            return [int(line) for line in fh if line.strip()]
+    except OSError:
+        return []
+
+
+def cgroup_kill(path: str) -> None:
+    with contextlib.suppress(OSError), open(f"{path}/cgroup.kill", "w") as fh:
+        fh.write("1")
+
+
+def cgroup_remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def signal_pids(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+class Held:
+    """What the keeper ends when its parent dies: process groups, attempt keys (found by
+    their environment) and cgroups."""
+
+    def __init__(self) -> None:
+        self.groups: set[int] = set()
+        self.keys: set[bytes] = set()
+        self.cgroups: set[str] = set()
+
+    def take(self, line: bytes) -> None:
+        sign, kind, value = line[:1], line[1:2], line[2:].strip()
+        held: set[Any]
+        item: Any
+        if kind == b"g":
+            held, item = self.groups, int(value)
+        elif kind == b"e":
+            held, item = self.keys, value
+        else:
+            held, item = self.cgroups, value.decode()
+        if sign == b"+":
+            held.add(item)
+        else:
+            held.discard(item)
+
+    def alive(self) -> bool:
+        self.groups = {pgid for pgid in self.groups if group_alive(pgid)}
+        return bool(self.groups or self._pids())
+
+    def _pids(self) -> list[int]:
+        pids = [pid for key in self.keys for pid in marked(key)]
+        return pids + [pid for path in self.cgroups for pid in cgroup_members(path)]
+
+    def signal(self, sig: signal.Signals) -> None:
+        for pgid in self.groups:
+            signal_group(pgid, sig)
+        if sig is signal.SIGKILL:
+            for path in self.cgroups:
+                cgroup_kill(path)
+        signal_pids(self._pids(), sig)
+
+
 def keep(grace: float) -> None:
-    """The keeper's body: track groups from stdin; at end-of-file, end those left."""
+    """The keeper's body: track what to end from stdin; at end-of-file, end it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    groups: set[int] = set()
+    held = Held()
     for line in sys.stdin.buffer:
-        sign, pgid = line[:1], int(line[1:])
-        if sign == b"+":
-            groups.add(pgid)
-        else:
-            groups.discard(pgid)
-    for pgid in groups:
-        signal_group(pgid, signal.SIGTERM)
+        held.take(line)
+    held.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while groups and time.monotonic() < deadline:
-        groups = {pgid for pgid in groups if group_alive(pgid)}
+    while held.alive() and time.monotonic() < deadline:
         time.sleep(0.02)
-    for pgid in groups:
-        signal_group(pgid, signal.SIGKILL)
+    held.signal(signal.SIGKILL)
+    time.sleep(0.05)
+    for path in held.cgroups:
+        cgroup_remove(path)
+        cgroup_remove(os.path.dirname(path))  # the dead process's own, once it is empty
 
 
 if __name__ == "__main__":

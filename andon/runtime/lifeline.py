@@ -2,10 +2,11 @@
 them itself (SIGKILL, the OOM killer, a crash), a small keeper process ends them.
 
 Every command an attempt runs has a process group of its own, so it is not killed with
-its parent. The worker tells the keeper through a pipe, which only the worker can write
-to, each group it starts and each it has ended. However the worker dies, the kernel
-closes its end of the pipe; the keeper reads end-of-file and sends every group still
-listed SIGTERM, then SIGKILL after the grace.
+its parent, and belongs to its attempt's cell (andon.runtime.containment), which holds
+its descendants too. The worker tells the keeper through a pipe, which only the worker
+can write to, each group and each cell it starts and each it has ended. However the
+worker dies, the kernel closes its end of the pipe; the keeper reads end-of-file and
+sends everything still listed SIGTERM, then SIGKILL after the grace.
 
 The keeper runs in a session of its own, so a signal to the worker's terminal or process
 group does not take it down before it has done its job.
@@ -26,7 +27,7 @@ KEEPER = Path(__file__).with_name("keeper.py")
 class Lifeline:
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self._groups: set[int] = set()
+        self._held: set[str] = set()
         self._keeper: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Lifeline:
@@ -43,19 +44,21 @@ class Lifeline:
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
-        for pgid in self._groups:
-            self._send(f"+{pgid}\n")
+        for item in self._held:
+            self._send(f"+{item}\n")
 
-    def hold(self, pgid: int) -> None:
-        """A group was started: the keeper ends it if this process dies first."""
-        self._groups.add(pgid)
-        self._send(f"+{pgid}\n")
+    def hold(self, item: str) -> None:
+        """Something was started: the keeper ends it if this process dies first. `item`
+        is `g<pgid>` (a process group), `e<key>` (the processes carrying an attempt's
+        key) or `c<path>` (a cgroup); see andon.runtime.keeper.Held."""
+        self._held.add(item)
+        self._send(f"+{item}\n")
 
-    def release(self, pgid: int) -> None:
-        """A group has ended (or is no longer this process's to end)."""
-        if pgid in self._groups:
-            self._groups.discard(pgid)
-            self._send(f"-{pgid}\n")
+    def release(self, item: str) -> None:
+        """It has ended (or is no longer this process's to end)."""
+        if item in self._held:
+            self._held.discard(item)
+            self._send(f"-{item}\n")
 
     def close(self, timeout: float = 5.0) -> None:
         """Let the keeper go: it ends what is still listed (normally nothing) and exits."""

@@ -5,23 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Generator
-from enum import StrEnum
 from typing import Any
 
-
-class CancelMode(StrEnum):
-    IMMEDIATE = "immediate"
-    GRACEFUL = "graceful"
-
-
-CANCEL_MODE = "andon.cancelMode"
-"""Task metadata written with `canceling`: how the cancel asked the work to stop, so
-that whoever reads the state back (a worker registering its attempt, a worker that
-missed the signal) stops it the same way."""
-
-
-def requested_mode(metadata: dict[str, Any]) -> CancelMode:
-    return CancelMode(metadata.get(CANCEL_MODE, CancelMode.IMMEDIATE))
+from andon.protocol.types import CancelMode
 
 
 class TaskCancelled(BaseException):

@@ -37,7 +37,6 @@ from andon.protocol.jsonrpc import (
 )
 from andon.protocol.types import Task
 from andon.protocol.wire import Codec, Method, Version
-from andon.runtime.agent import Agent
 from andon.server.auth import TokenAuth
 from andon.server.docs import docs_routes
 from andon.server.http import (
@@ -83,9 +82,9 @@ class ServerConfig:
 class A2AServer:
     """Routes requests of every binding and version to the one set of Operations."""
 
-    def __init__(self, service: TaskService, agent: Agent, config: ServerConfig) -> None:
+    def __init__(self, service: TaskService, config: ServerConfig) -> None:
         self.service = service
-        self.agent = agent
+        self.agent = service.agent
         self.config = config
         self.subscribers = Subscribers(service)
         self.operations = Operations(service, self.subscribers, config.send_wait)
@@ -468,13 +467,12 @@ def _query_value(key: str, value: str) -> Any:
 
 def create_app(
     service: TaskService,
-    agent: Agent,
     config: ServerConfig | None = None,
     *,
     on_startup: Callable[[], Awaitable[None]] | None = None,
     on_shutdown: Callable[[], Awaitable[None]] | None = None,
 ) -> Starlette:
-    server = A2AServer(service, agent, config or ServerConfig())
+    server = A2AServer(service, config or ServerConfig())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

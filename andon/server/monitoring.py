@@ -42,8 +42,10 @@ def monitoring_routes(service: TaskService, subscribers: Subscribers) -> list[Ba
     async def readyz(request: Request) -> Response:
         checks = await service.readiness()
         ready = all(v == "ok" for v in checks.values())
+        containment = service.dispatcher.containment
         return json_response(
-            {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
+            {"status": "ok" if ready else "unavailable", **checks, "containment": containment},
+            200 if ready else 503,
         )
 
     return [

@@ -24,12 +24,9 @@ from andon.protocol.params import (
     SendMessageParams,
     SubscribeParams,
 )
-from andon.protocol.types import Message, Task, TaskState
-from andon.runtime.context import DIRECT_REPLY
-from andon.runtime.scope import CancelMode
+from andon.protocol.types import DIRECT_REPLY, CancelMode, Message, Task, TaskState
 from andon.server.streams import DisconnectPolicy, Subscribers, follow_task
-from andon.service import CancelOutcome, Principal, TaskList, TaskService
-from andon.store.base import TaskRecord
+from andon.service import CancelOutcome, Principal, TaskList, TaskRecord, TaskService
 
 WAIT_UNTIL = frozenset(
     {*(s for s in TaskState if s.terminal), TaskState.INPUT_REQUIRED, TaskState.AUTH_REQUIRED}

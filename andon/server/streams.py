@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from andon.protocol.errors import InvalidParams
 from andon.protocol.types import CancelReason, TaskState
-from andon.service import Principal, TaskService
-from andon.store.base import Event
+from andon.service import Event, Principal, TaskService
 
 log = logging.getLogger("andon.server")
 

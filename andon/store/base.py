@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, LiteralString
 
-from andon.protocol.types import Artifact, TaskState
+from andon.protocol.types import CANCEL_MODE, Artifact, CancelMode, Message, Part, Role, TaskState
 from andon.telemetry.observe import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
@@ -66,6 +66,11 @@ class TaskRecord:
     created_at: float
     updated_at: float
     last_seq: int
+
+    @property
+    def cancel_mode(self) -> CancelMode:
+        """The mode of the cancel under way (stored with `canceling`)."""
+        return CancelMode(self.metadata.get(CANCEL_MODE, CancelMode.IMMEDIATE))
 
     @property
     def visible_state(self) -> TaskState:
@@ -363,6 +368,21 @@ class Store(abc.ABC):
         event) waits for this first. A backend whose writes return once committed
         (PostgreSQL) has nothing to wait for."""
         return
+
+    async def begin_cancel(
+        self, task_id: str, sources: Collection[TaskState], reason: str, mode: CancelMode
+    ) -> TaskRecord | None:
+        """Compare-and-set a running task to `canceling`, storing the cancel's reason and
+        mode: the record that whoever stops the attempt reads (None: the set lost)."""
+        text = f"canceling (reason: {reason})"
+        return await self.transition(
+            task_id,
+            sources=sources,
+            target=TaskState.CANCELING,
+            reason=reason,
+            message=Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
+            metadata={CANCEL_MODE: mode.value},
+        )
 
     async def ping(self) -> None:
         """Raise unless the storage answers (a readiness probe)."""

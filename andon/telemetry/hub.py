@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import logging
 
+from andon.protocol.stops import STOP_MS
 from andon.protocol.types import TaskState
-from andon.runtime.supervisor import StopReport
 from andon.store.base import TaskRecord
 from andon.telemetry import logs, tracing
 from andon.telemetry.metrics import Metrics, reason_label
-from andon.telemetry.observe import Observer
+from andon.telemetry.observe import Observer, StopReport
 
 log = logging.getLogger("andon.tasks")
-
-STOP_MS = "andon.stopMs"
 
 
 class Telemetry(Observer):
@@ -98,14 +96,14 @@ class Telemetry(Observer):
                 survivors="; ".join(report.survivors),
             )
 
-    def processes_killed(self, record: TaskRecord, count: int) -> None:
-        self.metrics.killed_after_grace.inc(count)
+    def processes_killed(self, record: TaskRecord, killed: list[str]) -> None:
+        self.metrics.killed_after_grace.inc(len(killed))
         logs.fact(
             log,
             "task.killed",
             logging.WARNING,
             **_whose(record),
-            process_groups=count,
+            killed="; ".join(killed),
         )
 
 

@@ -11,11 +11,24 @@ own (in a test, say) needs no telemetry at all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from andon.runtime.supervisor import StopReport
     from andon.store.base import TaskRecord
+
+
+@dataclass(frozen=True)
+class StopReport:
+    """What a cancelled attempt's teardown found: told to the task's record, metrics and
+    logs alike."""
+
+    stop_seconds: float
+    killed: list[str]
+    """Processes that outlived the grace and were SIGKILLed, each with its command."""
+    survivors: list[str]
+    """What was still running at the hard deadline (the task then ends cancel_timeout)."""
+    hook_failures: list[str]
 
 
 class Observer:
@@ -47,8 +60,8 @@ class Observer:
     def attempt_stopped(self, record: TaskRecord, reason: str, report: StopReport) -> None:
         """A cancelled attempt was torn down and the task ended as `record` says."""
 
-    def processes_killed(self, record: TaskRecord, count: int) -> None:
-        """`count` process groups of an attempt ignored SIGTERM and were SIGKILLed."""
+    def processes_killed(self, record: TaskRecord, killed: list[str]) -> None:
+        """Processes of an attempt ignored SIGTERM and were SIGKILLed after the grace."""
 
 
 NO_OBSERVER = Observer()

@@ -45,6 +45,8 @@ export function newModel(id, contextId) {
     stopMs: null,
     parent: null, // the task that delegated this one (andon.parentTask)
     children: [], // tasks this one delegated to other agents (andon.children)
+    killed: [], // processes SIGKILLed after the grace, with their commands
+    killGrace: null,
     createdAt: null,
     updatedAt: null,
     status: "",
@@ -63,6 +65,8 @@ function setStatus(model, status, metadata) {
   model.canceling = !TERMINAL.has(state) && (model.canceling || Boolean(metadata["andon.canceling"]));
   if (metadata["andon.reason"]) model.reason = metadata["andon.reason"];
   if (metadata["andon.stopMs"] !== undefined) model.stopMs = metadata["andon.stopMs"];
+  if (metadata["andon.killed"]) model.killed = metadata["andon.killed"];
+  if (metadata["andon.killGrace"] !== undefined) model.killGrace = metadata["andon.killGrace"];
   if (metadata["andon.createdAt"]) model.createdAt = time(metadata["andon.createdAt"]);
   if (metadata["andon.parentTask"]) model.parent = String(metadata["andon.parentTask"]);
   if (Array.isArray(metadata["andon.children"])) model.children = metadata["andon.children"];
@@ -157,8 +161,24 @@ export function formatDuration(ms) {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
+/** A duration for people, as andon/protocol/stops.py says it: 0.55 ms, 4.4 ms, 21 ms, 2.0 s, 12 s. */
 export function formatMs(ms) {
-  return `${Number(ms).toLocaleString("en", { maximumFractionDigits: 3 })} ms`;
+  const value = Number(ms);
+  if (value < 1) return `${Number(value.toPrecision(2))} ms`;
+  if (value < 10) return `${value.toFixed(1)} ms`;
+  if (value < 1000) return `${Math.round(value)} ms`;
+  return value < 10000 ? `${(value / 1000).toFixed(1)} s` : `${Math.round(value / 1000)} s`;
+}
+
+/** How the stop went, in the words of andon/protocol/stops.py's describe_stop. */
+export function describeStop(model) {
+  let words = `stopped in ${formatMs(model.stopMs)}`;
+  const count = model.killed.length;
+  if (count) {
+    const grace = model.killGrace !== null ? `the ${model.killGrace} s grace` : "the grace";
+    words += `: ${count} process${count > 1 ? "es" : ""} killed after ${grace}`;
+  }
+  return words;
 }
 
 /** The state as shown: `canceling…` while a cancel is under way. */
@@ -172,7 +192,7 @@ export function outcome(model) {
   const at = model.updatedAt ? new Date(model.updatedAt).toLocaleTimeString() : "";
   if (model.state === "canceled") {
     const parts = [`reason: ${model.reason || "unknown"}`];
-    if (model.stopMs !== null) parts.push(`stopped in ${formatMs(model.stopMs)}`);
+    if (model.stopMs !== null) parts.push(describeStop(model));
     if (at) parts.push(`at ${at}`);
     return `canceled · ${parts.join(" · ")}`;
   }
