@@ -183,6 +183,8 @@ def test_a_killed_server_takes_escaped_processes_down(tmp_path: Path, containmen
     proc.wait(10)
 
     wait_for(lambda: not running(escaped))
+    assert proc.stderr is not None
+    assert f"their processes are held in a {containment} cell" in proc.stderr.read().decode()
 
 
 def running(pid: int) -> bool:

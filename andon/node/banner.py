@@ -40,6 +40,9 @@ class Serving:
     drain: float
     runs_tasks: str
     """Who runs the tasks: `this process`, `2 andon worker processes`, ..."""
+    containment: str
+    """How this process holds the processes of its tasks (andon.runtime.containment):
+    `cgroup`, `subreaper`, or `none` when it runs no tasks."""
 
 
 def try_line(serving: Serving) -> str:
@@ -64,6 +67,12 @@ def disconnect_words(policy: DisconnectPolicy) -> str:
     )
 
 
+def contained(kind: str) -> str:
+    if kind == "none":
+        return ""
+    return f"; their processes are held in a {kind} cell and die with them"
+
+
 def banner(serving: Serving) -> str:
     agent = serving.agent
     skills = ", ".join(agent.skill_ids) or "none"
@@ -82,7 +91,7 @@ def banner(serving: Serving) -> str:
         f"  API docs     {serving.url}/docs",
         f"  try it       {try_line(serving)}   then Ctrl+C there: the task stops",
         f"  tasks kept   {store}",
-        f"  tasks run    {serving.runs_tasks}",
+        f"  tasks run    {serving.runs_tasks}{contained(serving.containment)}",
         f"  auth         {auth}",
         f"  a stream closed early {disconnect_words(serving.on_disconnect)}",
         f"  Ctrl+C here stops the server (running tasks get {serving.drain:g} s, then are "

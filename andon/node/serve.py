@@ -140,6 +140,7 @@ class _Server(uvicorn.Server):
                 agent=self.serving.agent.name,
                 skills=",".join(self.serving.agent.skill_ids),
                 on_disconnect=str(self.serving.on_disconnect),
+                containment=self.serving.containment,
             )
 
     @contextlib.contextmanager
@@ -182,8 +183,6 @@ def serve(options: ServeOptions) -> None:
             await node.start()
             if workers is not None:
                 await workers.start()
-            else:
-                log.info("task processes are contained by %s", node.service.dispatcher.containment)
 
         app = create_app(node.service, options.server, on_startup=startup, on_shutdown=node.stop)
         config = uvicorn.Config(
@@ -213,6 +212,7 @@ def serve(options: ServeOptions) -> None:
             auth=options.server.auth is not None,
             drain=options.drain,
             runs_tasks=_who_runs_tasks(options),
+            containment=node.service.dispatcher.containment,
         )
         if server.text_logs:
             logging.getLogger("uvicorn.error").addFilter(QuietLifecycle())
