@@ -23,6 +23,7 @@ import andon
 from andon import Agent, RuntimeSettings, SyncTaskContext, TaskContext, TaskService, open_service
 from andon.protocol.types import TaskState
 from andon.runtime.containment import detect
+from andon.runtime.keeper import running
 from tests.conftest import FAST_RUNTIME, STORES, each_store
 from tests.helpers import USER, eventually, user_text, wait_state
 
@@ -70,14 +71,6 @@ async def start(service: TaskService, text: str, **metadata: object) -> str:
     return (await service.submit(user_text(text, metadata=metadata or None), USER)).id
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
-
-
 async def pid_in(path: Path) -> int:
     await eventually(lambda: path.exists() and path.read_text().strip() != "", message="pid file")
     return int(path.read_text())
@@ -99,13 +92,13 @@ async def test_setsid_and_double_fork_die_with_the_cancel(
     async with serving(agent, tmp_path, store_url, containment) as service:
         task_id = await start(service, f"shell {command}")
         escaped = [await pid_in(tmp_path / "setsid.pid"), await pid_in(tmp_path / "daemon.pid")]
-        assert all(map(alive, escaped))
+        assert all(map(running, escaped))
         assert all(os.getsid(pid) != os.getsid(0) for pid in escaped)  # really escaped
 
         task = await service.cancel(task_id, USER)
 
         assert task.status.state is TaskState.CANCELED
-        assert [pid for pid in escaped if alive(pid)] == []
+        assert [pid for pid in escaped if running(pid)] == []
 
 
 async def test_what_a_completed_task_left_running_is_stopped(
@@ -123,7 +116,7 @@ async def test_what_a_completed_task_left_running_is_stopped(
         task_id = await start(service, f"shell {command}")
         await wait_state(service, task_id, TaskState.COMPLETED)
         left = await pid_in(tmp_path / "left.pid")
-        await eventually(lambda: not alive(left), message="left-behind process stopped")
+        await eventually(lambda: not running(left), message="left-behind process stopped")
 
 
 # -- threads ----------------------------------------------------------------------------

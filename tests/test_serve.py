@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from andon.protocol.types import TaskState
-from andon.runtime.keeper import live_members
+from andon.runtime.keeper import live_members, running
 from andon.store.sqlite import SQLiteStore
 from tests.helpers import children_of, process_group_alive
 
@@ -185,14 +185,6 @@ def test_a_killed_server_takes_escaped_processes_down(tmp_path: Path, containmen
     wait_for(lambda: not running(escaped))
     assert proc.stderr is not None
     assert f"their processes are held in a {containment} cell" in proc.stderr.read().decode()
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 def command_groups(parent: int, fragment: str) -> set[int]:

@@ -21,6 +21,7 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from andon.client.api import Retry, StreamEvent
+from andon.protocol.stops import describe_stop
 from andon.protocol.types import (
     Artifact,
     Message,
@@ -52,8 +53,9 @@ class Ending:
     state: TaskState
     message: str | None = None
     reason: str | None = None
-    stop_ms: float | None = None
-    """How long the task's work took to stop, once a cancel ended it (`andon.stopMs`)."""
+    stop: str | None = None
+    """How the task's work stopped, once a cancel ended it, in words: `stopped in 2.0 s:
+    1 process killed after the 2 s grace` (andon.protocol.stops)."""
 
     @classmethod
     def of(cls, event: StreamEvent) -> Ending | None:
@@ -66,7 +68,7 @@ class Ending:
                 status.state,
                 status.message.text if status.message is not None else None,
                 metadata.get("andon.reason"),
-                metadata.get("andon.stopMs"),
+                describe_stop(metadata),
             )
         if isinstance(item, Message):  # a direct reply: the task completed with it
             return cls(item.task_id or "", TaskState.COMPLETED, item.text)
@@ -365,8 +367,8 @@ class HumanView:
                 line = Text.assemble(("■ canceled", "bold magenta"), after)
             if ending.reason:
                 line.append(f" (reason: {ending.reason})", "dim")
-            if ending.stop_ms is not None:
-                line.append(f" · its work stopped in {ending.stop_ms} ms", "dim")
+            if ending.stop is not None:
+                line.append(f" · its work {ending.stop}", "dim")
             elif "before it started" in message:
                 line.append(" · before it started", "dim")
             if message and not message.startswith("canceled"):

@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 
 from andon.runtime.keeper import (
-    MARK,
+    MARK_NAME,
     cgroup_kill,
     cgroup_members,
     cgroup_remove,
@@ -59,7 +59,7 @@ class Cell:
     def spawn_options(self, env: dict[str, str] | None) -> dict[str, object]:
         """Keyword arguments for a subprocess that must belong to this cell."""
         if self.cgroup is None:
-            return {"env": {**(os.environ if env is None else env), MARK.decode()[:-1]: self.key}}
+            return {"env": {**(os.environ if env is None else env), MARK_NAME: self.key}}
         if not self._made:
             self.cgroup.mkdir(exist_ok=True)
             self._made = True

@@ -33,15 +33,26 @@ def group_alive(pgid: int) -> bool:
     return _live_member(pgid, pgid) or bool(live_members(pgid))
 
 
-def _live_member(pid: int, pgid: int) -> bool:
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (which is in parentheses
+    and may hold spaces): state first, then ppid, pgrp, ... (None: no such process)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
     except OSError:
-        return False
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def running(pid: int) -> bool:
+    """The process exists and is neither a zombie nor dead."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in (b"Z", b"X")
+
+
+def _live_member(pid: int, pgid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X")
 
 
 def live_members(pgid: int) -> list[int]:
@@ -53,9 +64,11 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-MARK = b"ANDON_ATTEMPT="
-"""In the environment of every process an attempt starts, followed by the attempt's key:
-its descendants inherit it, so they are found even after they left the process group."""
+MARK_NAME = "ANDON_ATTEMPT"
+"""In the environment of every process an attempt starts (subreaper containment), with
+the attempt's key as its value: descendants inherit it, so they are found even after
+they left the process group."""
+MARK = MARK_NAME.encode() + b"="
 
 
 def marked(key: bytes) -> list[int]:
@@ -70,7 +83,7 @@ def marked(key: bytes) -> list[int]:
                 environ = fh.read() + b"\0"
         except OSError:
             continue
-        if (environ.startswith(needle) or b"\0" + needle in environ) and _running(int(entry)):
+        if (environ.startswith(needle) or b"\0" + needle in environ) and running(int(entry)):
             found.append(int(entry))
     return found
 
@@ -97,15 +110,6 @@ def signal_pids(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
 
 
 class Held:
