@@ -16,8 +16,8 @@ no vendor SDK is needed. Two dialects: OpenAI chat-completions (`/chat/completio
 OpenAI, vLLM, llama.cpp, Ollama, LiteLLM) and Anthropic messages (`/v1/messages`).
 
 What a call leaves behind:
-- the text deltas, appended to the artifact (`artifact=`) as they arrive (those that
-  arrive within `Model.emit_every`, 20 ms, of the last append go together);
+- the text deltas, appended to the artifact (`artifact=`) as they arrive (one that
+  arrives within `Model.emit_every`, 20 ms, of the last append goes with the next);
 - the tool calls the model made, assembled (`Completion.tool_calls`), and the assistant
   message to append to the conversation (`Completion.message`, in the dialect's shape);
 - usage, summed over the calls of the attempt, in the task's metadata when the attempt
@@ -42,7 +42,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -124,10 +124,10 @@ class Model:
     max_tokens: int | None = None
     """Sent as `max_tokens` (the Anthropic dialect requires one: 4096 when unset)."""
     emit_every: float = 0.02
-    """Deltas go into the artifact at most this often (seconds); those that arrive in
-    between are appended together. Each append is a store write and an event to every
-    follower: at 200 tokens/s, 0.02 makes 50 appends a second instead of 200 while
-    followers see the text at most ~20 ms later. 0 appends every delta on its own."""
+    """Deltas go into the artifact at most this often (seconds): a delta that arrives
+    sooner after the last append waits and goes with the next one (or at the end of the
+    call). Each append is a store write and an event to every follower: at 200 tokens/s,
+    0.02 makes about 50 appends a second instead of 200. 0 appends every delta alone."""
     read_timeout: float = 120.0
     """Seconds without a byte from the server (prefill included) before the call fails;
     the task's own deadline (`andon.timeout`) bounds the whole call anyway."""
@@ -327,10 +327,13 @@ class _Stream:
                         f": {detail}" if detail else ""
                     )
                     raise ModelError(server, what, response.status_code)
-                async for data in _events(response.aiter_bytes()):
-                    await self._take(data)
+                events = _Events()
+                async for chunk in response.aiter_bytes():
+                    for data in events.feed(chunk):
+                        self._take(data)
                     if self.done:
                         break
+                    await self._pace()
             await self.save()
         except httpx.TimeoutException:
             raise ModelError(server, f"sent nothing for {self.model.read_timeout:g} s") from None
@@ -340,7 +343,13 @@ class _Stream:
         if not self.done and self.finish_reason is None:
             raise ModelError(server, f"ended the stream after {self.deltas} tokens, unfinished")
 
-    async def _take(self, data: str) -> None:
+    async def _pace(self) -> None:
+        """Append what came, once `emit_every` has passed since the last append (text
+        that comes sooner waits for the next chunk, or the end of the call)."""
+        if time.monotonic() - self.saved_at >= self.model.emit_every:
+            await self.save()
+
+    def _take(self, data: str) -> None:
         if data == "[DONE]":
             self.done = True
             return
@@ -357,18 +366,18 @@ class _Stream:
             detail = error.get("message") if isinstance(error, dict) else error
             raise ModelError(self.model.url, f"reported an error mid-stream: {detail}")
         if self.model.dialect == "openai":
-            await self._take_openai(frame)
+            self._take_openai(frame)
         else:
-            await self._take_anthropic(frame)
+            self._take_anthropic(frame)
 
-    async def _take_openai(self, frame: dict[str, Any]) -> None:
+    def _take_openai(self, frame: dict[str, Any]) -> None:
         if usage := frame.get("usage"):
             self.prompt_tokens = usage.get("prompt_tokens", 0)
             self.completion_tokens = usage.get("completion_tokens", 0)
         for choice in frame.get("choices") or []:
             delta = choice.get("delta") or {}
             if content := delta.get("content"):
-                await self._text(content)
+                self._text(content)
             for piece in delta.get("tool_calls") or []:
                 call = self.calls.setdefault(piece.get("index", len(self.calls)), _Call())
                 call.id = piece.get("id") or call.id
@@ -379,7 +388,7 @@ class _Stream:
                     self.deltas += 1
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
-    async def _take_anthropic(self, frame: dict[str, Any]) -> None:
+    def _take_anthropic(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "message_start":
             usage = (frame.get("message") or {}).get("usage") or {}
@@ -391,7 +400,7 @@ class _Stream:
         elif kind == "content_block_delta":
             delta = frame.get("delta") or {}
             if delta.get("type") == "text_delta":
-                await self._text(delta.get("text", ""))
+                self._text(delta.get("text", ""))
             elif delta.get("type") == "input_json_delta":
                 self.calls.setdefault(frame.get("index", 0), _Call()).arguments += delta.get(
                     "partial_json", ""
@@ -404,13 +413,11 @@ class _Stream:
         elif kind == "message_stop":
             self.done = True
 
-    async def _text(self, text: str) -> None:
+    def _text(self, text: str) -> None:
         self.text.append(text)
         self.deltas += 1
         if self.artifact is not None:
             self.unsaved.append(text)
-            if time.monotonic() - self.saved_at >= self.model.emit_every:
-                await self.save()
 
     async def save(self) -> None:
         """Append the text received since the last append, as one artifact chunk."""
@@ -459,28 +466,29 @@ class _Stream:
         return {"role": "assistant", "content": blocks}
 
 
-async def _events(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
-    """The data of each server-sent event of a response (both dialects name an event's
-    kind in its data too, so its `event:` line is not needed). Lines are split here
-    rather than by httpx's text decoders: a stream of tokens is tens of thousands of
-    small chunks, and those layers cost about a tenth of reading one."""
-    data: list[str] = []
-    pending = b""
-    async for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+class _Events:
+    """Server-sent events, fed the response's bytes as they come: the data of each
+    complete event (both dialects name an event's kind in its data too, so its `event:`
+    line is not needed). Lines are split here rather than by httpx's text decoders: a
+    stream of tokens is tens of thousands of small chunks, and those layers cost about a
+    tenth of reading one."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        complete = []
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
         for raw in lines:
             line = raw.rstrip(b"\r").decode()
             if not line:
-                if data:
-                    yield "\n".join(data)
-                data = []
+                if self.data:
+                    complete.append("\n".join(self.data))
+                self.data = []
             elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-    if pending.startswith(b"data:"):
-        data.append(pending[5:].decode().strip())
-    if data:
-        yield "\n".join(data)
+                self.data.append(line[5:].removeprefix(" "))
+        return complete
 
 
 def _error_detail(body: bytes) -> str:

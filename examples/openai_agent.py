@@ -6,8 +6,9 @@
 
 The one line that matters is `AsyncOpenAI(http_client=ctx.http)`: the client's requests
 then go over the task's own HTTP client, which andon closes when the task is cancelled,
-so the model server sees the disconnect and stops generating. (With a client of its own,
-a cancelled task leaves its connection open until the garbage collector finds it.)
+before the task says `canceled`, so the model server sees the disconnect and stops
+generating. (openai's stream also closes its own response when cancelled; the task's
+client makes sure of it for whatever else the call left open.)
 Errors of the model server become a clear `failed` through `andon.TaskFailed`.
 """
 
