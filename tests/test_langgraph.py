@@ -1,11 +1,12 @@
 """LangGraph graphs served by `andon serve` (andon.integrations.langgraph), talked to over
 A2A 1.0: examples/langgraph_agent.py against the fake model server that logs every token
-it generates.
+it generates, and a test graph whose sync nodes cooperate or not.
 
 A cancel stops the model's generation before it is answered and kills the tool's
 process; `interrupt()` is a question the answer resumes, and a cancel while it waits
 never resumes the graph; the context is the graph's thread (a follow-up continues it, a
-retry resumes from the last checkpoint).
+retry resumes from the last checkpoint); a sync node is waited for, and one that ignores
+checks ends the task failed / cancel_timeout naming it, never canceled while it runs.
 """
 
 from __future__ import annotations
@@ -215,3 +216,66 @@ def test_import_andon_leaves_the_framework_out() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "langgraph" not in loaded and "langchain_core" not in loaded, loaded
+
+
+# -- sync nodes -------------------------------------------------------------------------
+
+GRAPHS = Path(__file__).resolve().parent / "agents" / "langgraph_graphs.py"
+STUBBORN_LINE = next(
+    n for n, line in enumerate(GRAPHS.read_text().splitlines(), 1) if "cancel_timeout" in line
+)
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AndonServer]:
+    workdir = tmp_path_factory.mktemp("langgraph-sync")
+    with AndonServer(workdir, f"{GRAPHS}:agent", ready_within=90) as server:
+        yield server
+
+
+@pytest.fixture
+async def graph_peer(graphs: AndonServer) -> AsyncIterator[Peer]:
+    async with httpx.AsyncClient(base_url=graphs.url, timeout=60) as http:
+        yield Peer(V1, http, graphs.port)
+
+
+def steps(server: AndonServer, node: str) -> list[int]:
+    """The monotonic ns of each step the node traced."""
+    if not server.trace_path.exists():
+        return []
+    lines = server.trace_path.read_text().splitlines()
+    return [int(line.split()[2]) for line in lines if line.startswith(f"{node} ")]
+
+
+async def test_a_sync_node_that_checks_is_waited_for_then_canceled(
+    graph_peer: Peer, graphs: AndonServer
+) -> None:
+    task = await graph_peer.send("steady", blocking=False)
+    await until(lambda: len(steps(graphs, "steady")) >= 5, what="the sync node running")
+    canceled, answered = await cancel(graph_peer, task["id"])
+    assert canonical_state(canceled["status"]["state"]) == "canceled"
+    assert max(steps(graphs, "steady")) < answered, "a step after the cancel was answered"
+    await unchanged(lambda: len(steps(graphs, "steady")), 0.3)
+
+
+async def test_a_sync_node_that_ignores_checks_ends_cancel_timeout_naming_it(
+    graph_peer: Peer, graphs: AndonServer
+) -> None:
+    task = await graph_peer.send("stubborn", blocking=False)
+    await until(lambda: len(steps(graphs, "stubborn")) >= 5, what="the sync node running")
+    try:
+        asked = time.monotonic_ns()
+        await graph_peer.call("cancel", {"id": task["id"]})
+        ended = await graph_peer.wait_state(task["id"], "failed", "canceled", timeout=30)
+        assert canonical_state(ended["status"]["state"]) == "failed", ended["status"]
+        assert ended["metadata"]["andon.reason"] == "cancel_timeout"
+        assert max(steps(graphs, "stubborn")) > asked, "the node ran on while the task waited"
+        (survivor,) = ended["metadata"]["andon.survivors"]
+        assert "langgraph node 'stubborn'" in survivor, survivor
+        assert f"{GRAPHS}:{STUBBORN_LINE}" in survivor, survivor
+    finally:
+        (graphs.workdir / "release").touch()
+    await until(
+        lambda: max(steps(graphs, "stubborn")) < time.monotonic_ns() - 200e6,
+        what="the node returned once released",
+    )

@@ -16,7 +16,11 @@ A task runs the graph with `astream` and says what it does:
   agent keeps — so a follow-up message in the context continues the conversation, and a
   retry of a cancelled or failed task (`andon retry`) resumes the thread from its last
   checkpoint instead of starting over;
-- a cancel cancels the run: its nodes stop at their next await.
+- a cancel cancels the run: async nodes stop at their next await; sync nodes run on the
+  task's own threads (LangGraph runs them in the loop's default executor, which andon
+  owns), so the cancel waits for them, `andon.check()` inside one stops it there, and one
+  that will not return by the hard deadline ends the task `failed` / `cancel_timeout`
+  naming the node and the line it is blocked on, never a false `canceled`.
 
 The graph's model calls stop with the task when its client goes over the task's HTTP
 client: `ChatOpenAI(..., http_async_client=andon.task_http_client())` (and, on Python
@@ -32,6 +36,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
@@ -41,6 +46,7 @@ from andon.llm import PARTIAL
 from andon.runtime.agent import Agent
 from andon.runtime.context import TaskContext
 from andon.runtime.scope import TaskCancelled
+from andon.runtime.threads import thread_label
 
 Inputs = Callable[[TaskContext], Any]
 RESPONSE = "response"
@@ -84,6 +90,7 @@ class _Runner:
         self.config = config
 
     async def run(self, ctx: TaskContext) -> None:
+        thread_label.set(_running_node)
         configurable = {**self.config.get("configurable", {}), "thread_id": ctx.context_id}
         config: RunnableConfig = {**self.config, "configurable": configurable}
         snapshot = await self.graph.aget_state(config)
@@ -110,6 +117,14 @@ class _Runner:
             raise
         if not stream.wrote:
             await _emit_result(ctx, snapshot.values)
+
+
+def _running_node() -> str | None:
+    """The LangGraph node a sync call is made for (LangGraph sets the node's config in
+    the context it runs the node in)."""
+    config = var_child_runnable_config.get() or {}
+    node = (config.get("metadata") or {}).get("langgraph_node")
+    return f"langgraph node {node!r}" if node else None
 
 
 async def _answers(ctx: TaskContext, interrupts: tuple[Interrupt, ...]) -> dict[str, str]:

@@ -28,6 +28,12 @@ T = TypeVar("T")
 current_threads: contextvars.ContextVar[AttemptThreads | None] = contextvars.ContextVar(
     "andon_attempt_threads", default=None
 )
+thread_label: contextvars.ContextVar[Callable[[], str | None] | None] = contextvars.ContextVar(
+    "andon_thread_label", default=None
+)
+"""Set by a framework integration: names, from the submitting context, what a thread
+runs (`langgraph node 'fetch'`) where the function would only name the framework's
+wrapper; None falls back to the function's name."""
 
 
 class AttemptThreads:
@@ -48,7 +54,8 @@ class AttemptThreads:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         context = contextvars.copy_context()
         context.run(current_threads.set, self)
-        label = getattr(fn, "__qualname__", None) or repr(fn)
+        namer = thread_label.get()
+        label = (namer() if namer else None) or getattr(fn, "__qualname__", None) or repr(fn)
 
         def body() -> None:
             try:
