@@ -119,6 +119,24 @@ async def test_what_a_completed_task_left_running_is_stopped(
         await eventually(lambda: not running(left), message="left-behind process stopped")
 
 
+async def test_a_background_member_keeps_its_group_tracked(tmp_path: Path) -> None:
+    """`cmd >/dev/null 2>&1 &`: the shell leading the group exits at once and the task
+    completes, while a member of its group lives on; the group must stay tracked until
+    that member is gone (it used to be dropped with its leader)."""
+    from andon.agents.demo import agent
+
+    pid_file = tmp_path / "member.pid"
+    command = (
+        f"sh -c 'echo $$ > {pid_file}; exec sleep 300' >/dev/null 2>&1 & "
+        f"while [ ! -s {pid_file} ]; do sleep 0.01; done; echo started"
+    )
+    async with serving(agent, tmp_path, str(tmp_path / "a.sqlite")) as service:
+        task_id = await start(service, f"shell {command}")
+        member = await pid_in(pid_file)
+        await wait_state(service, task_id, TaskState.COMPLETED)
+        await eventually(lambda: not running(member), message="the group's member stopped")
+
+
 # -- threads ----------------------------------------------------------------------------
 
 
