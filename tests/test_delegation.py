@@ -130,7 +130,7 @@ def test_a_cancel_right_after_the_call_still_cancels_every_child(
 def test_a_remote_question_is_asked_of_the_parents_user_and_answered_back(
     parent: AndonServer, children: list[AndonServer]
 ) -> None:
-    task = parent.client.send("ask your name? | echo hello")
+    task = parent.client.send("ask your name? | echo hello", metadata={"andon.timeout": 60})
     assert task.status.state is TaskState.INPUT_REQUIRED
     assert task.status.message is not None and task.status.message.text == "your name?"
     done = parent.client.answer(task.id, "Ada")
@@ -138,6 +138,10 @@ def test_a_remote_question_is_asked_of_the_parents_user_and_answered_back(
     artifacts = done.artifacts or []
     assert sorted("".join(p.text or "" for p in a.parts) for a in artifacts) == ["Ada", "hello"]
     assert {a.name for a in artifacts} == {"andon demo: response"}  # after the remote agent
+    for entry in (done.metadata or {})["andon.children"]:
+        remote = child_of(children, entry).client.get(entry["id"])
+        assert (remote.metadata or {})["andon.parentTask"] == task.id
+        assert 0 < (remote.metadata or {})["andon.timeout"] <= 60  # the parent's time left
 
 
 def test_a_remote_failure_fails_the_parent_with_the_remote_message(
