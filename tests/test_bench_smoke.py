@@ -93,3 +93,18 @@ def test_quick_llm_bench_against_andon(tmp_path: Path) -> None:
         assert figures_of["failed_or_short"] == 0
         assert figures_of["tokens"] == figures_of["streams"] * figures_of["tokens_per_stream"]
         assert figures_of["cpu_us_per_token"] > 0 and figures_of["follower_ms_p99"] is not None
+
+
+def test_the_delegation_benchmark_runs() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "bench.delegation", "--n", "1", "--children", "1,2"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+    rows = [
+        line for line in shown.splitlines() if line.startswith("| 1 child") or "2 children" in line
+    ]
+    assert len(rows) == 2, shown
