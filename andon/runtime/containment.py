@@ -25,6 +25,7 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -158,15 +159,42 @@ def _cgroup_base() -> Path | None:
         )
     except (OSError, StopIteration):
         return None
-    base = mount / own.lstrip("/") / f"andon-{os.getpid()}"
+    parent = mount / own.lstrip("/")
+    _remove_stale(parent)
+    base = parent / f"andon-{os.getpid()}"
     try:
         base.mkdir(exist_ok=True)
     except OSError:
         return None
-    if not (base / "cgroup.kill").exists():
+    if not (base / "cgroup.kill").exists() or not _can_enter(base / "probe"):
         cgroup_remove(str(base))
         return None
     return base
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the cgroups of andon processes that are gone (killed before they could),
+    with their empty cells; a cell something still lives in stays."""
+    for base in parent.glob("andon-*"):
+        if Path(f"/proc/{base.name.removeprefix('andon-')}").exists():
+            continue
+        for cell in base.iterdir():
+            if cell.is_dir():
+                cgroup_remove(str(cell))
+        cgroup_remove(str(base))
+
+
+def _can_enter(cgroup: Path) -> bool:
+    """Whether a child process can move itself into a new cgroup here (a hierarchy that
+    is mounted and writable may still refuse it, e.g. where controllers forbid it)."""
+    try:
+        cgroup.mkdir(exist_ok=True)
+        enter = _enter_cgroup(str(cgroup / "cgroup.procs"))
+        return subprocess.run(["true"], preexec_fn=enter, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        cgroup_remove(str(cgroup))
 
 
 def _cgroup2_mount() -> Path | None:
