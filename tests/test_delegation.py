@@ -24,6 +24,7 @@ from andon.client import Client, TaskNotCancelable
 from andon.protocol.types import Task, TaskState
 from tests.cluster import Cluster
 from tests.helpers import USER, user_text, wait_state
+from tests.helpers import eventually as eventually_async
 from tests.test_client import AndonServer, eventually, free_port, steady
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -441,3 +442,66 @@ def test_the_client_the_runtime_uses_imports_nothing_above_the_protocol() -> Non
                 assert module.startswith(("andon.protocol", "andon.client")), (name, module)
                 if module.startswith("andon.client."):
                     assert module.split(".")[2] in used, (name, module)
+
+
+# -- every dialect, and a graceful cancel ----------------------------------------------
+
+relay = andon.Agent(name="relay")
+
+
+@relay.skill("relay")
+async def relay_to_child(ctx: andon.TaskContext) -> str:
+    options = ctx.metadata["dialect"]
+    task = await ctx.call_agent(ctx.metadata["child"], ctx.text, **options)
+    return "".join(p.text or "" for a in task.artifacts or [] for p in a.parts)
+
+
+@pytest.mark.parametrize(
+    "dialect",
+    [{"version": v, "binding": b} for v in ("1.0", "0.3") for b in ("jsonrpc", "http+json")],
+    ids=lambda d: f"{d['version']}-{d['binding']}",
+)
+async def test_delegation_speaks_each_version_and_binding_the_card_offers(
+    tmp_path: Path, children: list[AndonServer], dialect: dict[str, str]
+) -> None:
+    child = children[0]
+    metadata = {"child": child.url, "dialect": dialect}
+    async with andon.open_service(relay, str(tmp_path / "relay.db")) as service:
+        done = await service.submit(user_text("stream 3"), USER, metadata=metadata)
+        await wait_state(service, done.id, TaskState.COMPLETED, timeout=20)
+        task = await service.get(done.id, USER)
+        assert task.status.message is not None
+        assert task.status.message.text == "chunk 0\nchunk 1\nchunk 2\n"
+
+        running = await service.submit(user_text("sleep 30"), USER, metadata=metadata)
+        kids: list[dict[str, Any]] = []
+
+        async def recorded_here() -> bool:
+            nonlocal kids
+            kids = ((await service.get(running.id, USER)).metadata or {}).get(
+                "andon.children"
+            ) or []
+            return bool(kids) and bool(child.trace(kids[0]["id"]))
+
+        await eventually_async(recorded_here)
+        assert (kids[0]["version"], kids[0]["binding"]) == (dialect["version"], dialect["binding"])
+        canceled = await service.cancel(running.id, USER)
+    assert canceled.status.state is TaskState.CANCELED
+    remote = child.client.get(kids[0]["id"])
+    assert remote.status.state is TaskState.CANCELED and reason(remote) == "parent_canceled"
+
+
+def test_a_graceful_cancel_of_the_parent_is_graceful_for_its_children(
+    parent: AndonServer, children: list[AndonServer]
+) -> None:
+    task = parent.client.send("sleep 30", blocking=False)
+    kids = recorded(parent, task.id)
+    for entry in kids:
+        eventually(lambda e=entry: child_of(children, e).trace(e["id"]), 20, "child working")
+    canceled = parent.client.cancel(task.id, mode="graceful")
+    assert canceled.status.state is TaskState.CANCELED
+    for entry in kids:
+        remote = child_of(children, entry).client.get(entry["id"])
+        assert remote.status.state is TaskState.CANCELED
+        assert reason(remote) == "parent_canceled"
+        assert (remote.metadata or {})["andon.cancelMode"] == "graceful"
