@@ -505,3 +505,35 @@ def test_a_graceful_cancel_of_the_parent_is_graceful_for_its_children(
         assert remote.status.state is TaskState.CANCELED
         assert reason(remote) == "parent_canceled"
         assert (remote.metadata or {})["andon.cancelMode"] == "graceful"
+
+
+async def test_a_child_behind_tokens_is_called_and_cancelled_with_the_token_given(
+    tmp_path: Path,
+) -> None:
+    tokens = {"ANDON_TOKENS": "orchestrator user child-s3cret"}
+    with AndonServer(
+        _dir(tmp_path, "guarded"), "--auth", "tokens", env=tokens, token="child-s3cret"
+    ) as guarded:
+        with_token = {"child": guarded.url, "dialect": {"token": "child-s3cret"}}
+        without = {"child": guarded.url, "dialect": {}}
+        async with andon.open_service(relay, str(tmp_path / "relay.db")) as service:
+            refused = await service.submit(user_text("echo hi"), USER, metadata=without)
+            await wait_state(service, refused.id, TaskState.FAILED, timeout=20)
+            failed = await service.get(refused.id, USER)
+            assert failed.status.message is not None
+            assert "bearer token" in failed.status.message.text
+
+            running = await service.submit(user_text("sleep 30"), USER, metadata=with_token)
+            kids: list[dict[str, Any]] = []
+
+            async def working() -> bool:
+                nonlocal kids
+                task = await service.get(running.id, USER)
+                kids = (task.metadata or {}).get("andon.children") or []
+                return bool(kids) and bool(guarded.trace(kids[0]["id"]))
+
+            await eventually_async(working)
+            canceled = await service.cancel(running.id, USER)
+        assert canceled.status.state is TaskState.CANCELED
+        remote = guarded.client.get(kids[0]["id"])
+        assert remote.status.state is TaskState.CANCELED and reason(remote) == "parent_canceled"
