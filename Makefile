@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check services bench clean
+.PHONY: run test lint check services bench clean proto
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(STAMP) services lint
 # first use) and writes docs/BENCHMARKS.md's comparison section; see bench/compare.py.
 bench: $(STAMP)
 	$(BIN)/python -m bench.compare
+
+# The gRPC binding's descriptors, compiled from the .proto files written for andon (the
+# result, andon/grpc_binding/descriptors.pb, is committed: installing needs no protoc).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --include_imports \
+		--descriptor_set_out=andon/grpc_binding/descriptors.pb \
+		andon/grpc_binding/a2a.proto andon/grpc_binding/status.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,10 @@ def serve(
     max_json_nodes: Annotated[
         int, typer.Option(help="JSON objects and arrays a request body may hold (then 413)")
     ] = 20_000,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="Also serve A2A 1.0 over gRPC on this port (pip install 'andon[grpc]')"),
+    ] = None,
 ) -> None:
     """Serve an agent over A2A (JSON-RPC, HTTP+JSON, SSE).
 
@@ -142,6 +147,8 @@ def serve(
             raise ValueError("--workers and --no-worker need a postgresql:// database (--db)")
         if workers and no_worker:
             raise ValueError("--workers and --no-worker exclude each other")
+        if grpc_port is not None and importlib.util.find_spec("grpc") is None:
+            raise ValueError("--grpc-port needs grpcio: pip install 'andon[grpc]'")
         claim_store(db)
     except Exception as exc:  # a usage error: one line, no traceback
         err.print(f"[red]error:[/red] {exc}")
@@ -168,6 +175,7 @@ def serve(
             max_concurrent=max_concurrent,
             server=ServerConfig(
                 public_url=public_url or f"http://{host}:{port}",
+                grpc_url=f"{host}:{grpc_port}" if grpc_port is not None else None,
                 auth=token_auth,
                 on_disconnect=policy,
                 body=BodyLimits(seconds=body_timeout, json_nodes=max_json_nodes),
@@ -185,6 +193,7 @@ def serve(
             worker_processes=WorkerProcesses(workers, worker_argv, drain) if workers else None,
             header_timeout=header_timeout,
             max_connections=max_connections,
+            grpc_port=grpc_port,
         )
     )
 

@@ -1,6 +1,7 @@
 """The official A2A Python SDK's client (PyPI a2a-sdk, a dev dependency) against a real
 `andon serve`: it sends, streams, cancels and resubscribes, in A2A 1.0 and in 0.3
-(the SDK's own v0.3 compatibility transports), over JSON-RPC and over HTTP+JSON.
+(the SDK's own v0.3 compatibility transports), over JSON-RPC and over HTTP+JSON, and in
+1.0 over gRPC (`andon serve --grpc-port`).
 
 The SDK picks its transport from the agent card; each test hands it a card that keeps
 only the interface under test, as an agent served in that one version and binding
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
@@ -39,14 +41,20 @@ from a2a.utils.errors import A2AError, MethodNotFoundError
 from google.protobuf import struct_pb2
 
 from tests.live_server import unchanged, until
-from tests.test_client import AndonServer
+from tests.test_client import AndonServer, free_port
 
-INTERFACES = [("1.0", "JSONRPC"), ("1.0", "HTTP+JSON"), ("0.3", "JSONRPC"), ("0.3", "HTTP+JSON")]
+INTERFACES = [
+    ("1.0", "JSONRPC"),
+    ("1.0", "HTTP+JSON"),
+    ("1.0", "GRPC"),
+    ("0.3", "JSONRPC"),
+    ("0.3", "HTTP+JSON"),
+]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AndonServer]:
-    with AndonServer(tmp_path_factory.mktemp("sdk")) as served:
+    with AndonServer(tmp_path_factory.mktemp("sdk"), "--grpc-port", str(free_port())) as served:
         yield served
 
 
@@ -74,7 +82,10 @@ class Sdk:
     def client(self, *, streaming: bool = True) -> Client:
         http = httpx.AsyncClient(timeout=30, event_hooks={"request": [self._record]})
         config = ClientConfig(
-            streaming=streaming, supported_protocol_bindings=[self.binding], httpx_client=http
+            streaming=streaming,
+            supported_protocol_bindings=[self.binding],
+            httpx_client=http,
+            grpc_channel_factory=grpc.aio.insecure_channel,
         )
         client = ClientFactory(config).create(self.card)
         self._open.append(client)
@@ -88,7 +99,11 @@ class Sdk:
             await client.close()
 
     def check_dialect(self) -> None:
-        """Every request was of this interface's version and binding."""
+        """Every request was of this interface's version and binding (over gRPC: none
+        went over HTTP)."""
+        if self.binding == "GRPC":
+            assert self.requests == []
+            return
         assert self.requests
         for request in self.requests:
             assert request.headers["A2A-Version"] == self.version
@@ -225,6 +240,10 @@ async def test_an_sdk_stream_dropped_under_the_cancel_policy_cancels_its_task(
     task_id = (await anext(responses)).task.id
     await until(lambda: server.trace(task_id))
     await responses.aclose()  # the SDK closes its HTTP stream
+    if sdk.binding == "GRPC":
+        # Its gRPC transport leaves the call open when the iterator is closed; closing
+        # the client (its channel) ends the call.
+        await client.close()
     checker = sdk.client(streaming=False)
 
     async def task() -> Task:

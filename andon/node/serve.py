@@ -110,6 +110,8 @@ class ServeOptions:
     """Seconds a request's headers may take to arrive (andon.node.slow_clients)."""
     max_connections: int = 1000
     """Connections open at once (event streams included); requests past it get 503."""
+    grpc_port: int | None = None
+    """Serve the A2A gRPC binding on this port too (needs the `grpc` extra)."""
 
 
 class _Server(uvicorn.Server):
@@ -179,12 +181,25 @@ def serve(options: ServeOptions) -> None:
         )
         workers = options.worker_processes
 
+        grpc_servers: list[Any] = []
+
         async def startup() -> None:
             await node.start()
             if workers is not None:
                 await workers.start()
+            if options.grpc_port is not None:
+                from andon.grpc_binding.service import start_grpc
 
-        app = create_app(node.service, options.server, on_startup=startup, on_shutdown=node.stop)
+                grpc_servers.append(
+                    await start_grpc(app.state.server, options.host, options.grpc_port)
+                )
+
+        async def shutdown() -> None:
+            for running in grpc_servers:
+                await running.stop(grace=1.0)
+            await node.stop()
+
+        app = create_app(node.service, options.server, on_startup=startup, on_shutdown=shutdown)
         config = uvicorn.Config(
             app,
             host=options.host,

@@ -19,6 +19,7 @@ from andon.protocol.wire import Version
 
 JSONRPC = "JSONRPC"
 HTTP_JSON = "HTTP+JSON"
+GRPC = "GRPC"
 V03_PROTOCOL_VERSION = "0.3.0"
 
 
@@ -90,13 +91,15 @@ def build_card(
     jsonrpc_url: str | None = None,
     rest_url: str | None = None,
     rest: bool = True,
+    grpc_url: str | None = None,
     provider: AgentProvider | None = None,
     documentation_url: str | None = None,
     versions: Iterable[Version] = (Version.V1_0, Version.V0_3),
 ) -> AgentCard:
     """The card of an andon server: JSON-RPC and HTTP+JSON in each of `versions`, all at
     `base_url` unless told otherwise (the REST paths never collide with JSON-RPC's POST;
-    0.3's HTTP+JSON paths start with `/v1`, below the same URL)."""
+    0.3's HTTP+JSON paths start with `/v1`, below the same URL); and gRPC (A2A 1.0 only)
+    at `grpc_url` (`host:port`) when given."""
     rpc, rest_at = jsonrpc_url or base_url, rest_url or base_url
     wanted = set(versions)
     interfaces = []
@@ -109,6 +112,10 @@ def build_card(
                 AgentInterface(
                     url=rest_at, protocol_binding=HTTP_JSON, protocol_version=served.value
                 )
+            )
+        if grpc_url and served is Version.V1_0:
+            interfaces.append(
+                AgentInterface(url=grpc_url, protocol_binding=GRPC, protocol_version=served.value)
             )
     if not interfaces:
         raise ValueError("a card needs at least one A2A version")

@@ -77,6 +77,8 @@ class ServerConfig:
     keepalive: float = 15.0
     send_wait: float = 300.0
     """How long a blocking SendMessage waits for the task to end or ask for input."""
+    grpc_url: str | None = None
+    """Where the gRPC binding listens (`host:port`), if it is served: the card lists it."""
 
 
 class A2AServer:
@@ -343,6 +345,7 @@ class A2AServer:
             extensions=EXTENSIONS,
             extended_card=self.agent.has_extended_card,
             push_notifications=self.service.push is not None,
+            grpc_url=self.config.grpc_url,
             versions=[Version(v) for v in self.agent.a2a_versions],
         )
 
