@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the A2A TCK (github.com/a2aproject/a2a-tck) against `andon serve` with the agent of
-# examples/tck_agent.py, on JSON-RPC and HTTP+JSON, and print a summary.
+# examples/tck_agent.py, on JSON-RPC and HTTP+JSON (and gRPC for the 1.0 TCK), and print
+# a summary.
 #
 #   scripts/run-tck.sh TCK_DIR [-- extra arguments for the TCK's pytest]
 #
@@ -53,7 +54,11 @@ else
 fi
 
 work=$(mktemp -d)
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() {
+    "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
+grpc_port=$(free_port)
 url=http://127.0.0.1:$port
 server=""
 cleanup() {
@@ -81,7 +86,7 @@ echo "== andon serve examples/tck_agent.py:agent on $url (A2A $ANDON_TCK_A2A_VER
 # andon refuses unless allowed.
 (cd "$repo" && exec "$andon_bin" serve examples/tck_agent.py:agent --host 127.0.0.1 \
     --port "$port" --db "$work/tck.db" --max-concurrent 1000 --log-level warning \
-    --push-allow localhost,127.0.0.1) \
+    --push-allow localhost,127.0.0.1 --grpc-port "$grpc_port") \
     >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
@@ -95,7 +100,7 @@ rm -rf reports
 status=0
 if [[ $branch == 1.0 ]]; then
     echo "== A2A TCK 1.0-dev ($(git -C "$tck" rev-parse --short HEAD 2>/dev/null || echo '?'))"
-    "$tck_python" run_tck.py --sut-host "$url" --transport jsonrpc,http_json -- "$@" \
+    "$tck_python" run_tck.py --sut-host "$url" --transport jsonrpc,http_json,grpc -- "$@" \
         >"$work/tck.log" 2>&1 || true
     tail -n 5 "$work/tck.log"
     "$python" - reports/compatibility.json <<'EOF' || status=1
@@ -104,7 +109,7 @@ import sys
 
 report = json.load(open(sys.argv[1]))
 results = report["per_requirement"]
-transports = ("jsonrpc", "http_json", "agent_card")
+transports = ("jsonrpc", "http_json", "grpc", "agent_card")
 
 
 def outcomes(r):
