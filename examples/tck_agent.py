@@ -43,15 +43,22 @@ async def tck(ctx: andon.TaskContext) -> str | Message | None:
     return await play(ctx, ctx.message)
 
 
-@agent.skill(
-    "tck-extended",
-    name="TCK extended skill",
-    description="Listed in the authenticated extended agent card only",
-    tags=("tck",),
-    extended=True,
-)
 async def tck_extended(ctx: andon.TaskContext) -> str | Message | None:
     return await play(ctx, ctx.message)
+
+
+# The two TCKs disagree on an extended card asked for without credentials: the 1.0 one
+# sends none and expects the card (CARD-EXT-001), the 0.3 one expects an error. Served
+# with `--auth none`, andon answers everyone as the local admin, so the card is declared
+# only for the 1.0 run (run-tck.sh sets ANDON_TCK_EXTENDED_CARD=1 there).
+if os.environ.get("ANDON_TCK_EXTENDED_CARD") == "1":
+    agent.skill(
+        "tck-extended",
+        name="TCK extended skill",
+        description="Listed in the authenticated extended agent card only",
+        tags=("tck",),
+        extended=True,
+    )(tck_extended)
 
 
 async def play(ctx: andon.TaskContext, message: Message) -> str | Message | None:

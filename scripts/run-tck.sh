@@ -49,6 +49,8 @@ else
 fi
 if [[ $branch == 1.0 ]]; then
     export ANDON_TCK_A2A_VERSIONS=${ANDON_TCK_A2A_VERSIONS:-1.0}
+    # The 1.0 TCK checks the extended card without credentials (see examples/tck_agent.py).
+    export ANDON_TCK_EXTENDED_CARD=1
 else
     export ANDON_TCK_A2A_VERSIONS=${ANDON_TCK_A2A_VERSIONS:-1.0,0.3}
 fi

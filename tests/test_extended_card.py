@@ -30,7 +30,7 @@ async def hello(ctx: andon.TaskContext) -> str:
 async def audit(ctx: andon.TaskContext) -> str:
     return "audited"
 """
-TOKEN = "s3cret"
+TOKEN = "extended-s3cret"
 
 
 @pytest.fixture(scope="module")

@@ -395,3 +395,16 @@ def test_andon_send_push(server: AndonServer, receiver: Receiver) -> None:
     assert done.returncode == 0, done.stderr
     eventually(lambda: "completed" in states(receiver.accepted()), 15)
     assert {h.headers["x-a2a-notification-token"] for h in receiver.accepted()} == {TOKEN}
+
+
+def test_a_0_3_config_without_an_id_takes_the_task_s(
+    server: AndonServer, receiver: Receiver
+) -> None:
+    """As 0.3 servers do: `set` without an id, then `get` without one, finds it."""
+    task_id = send(server.url, "echo hi", None)["result"]["task"]["id"]
+    config = {"url": receiver.url}
+    params = {"taskId": task_id, "pushNotificationConfig": config}
+    created = rpc(server.url, "tasks/pushNotificationConfig/set", params, "0.3")["result"]
+    assert created["pushNotificationConfig"]["id"] == task_id
+    got = rpc(server.url, "tasks/pushNotificationConfig/get", {"id": task_id}, "0.3")["result"]
+    assert got["pushNotificationConfig"]["url"] == receiver.url

@@ -139,13 +139,19 @@ class V03Codec(Codec):
         return None if value == 0 and not isinstance(value, bool) else value
 
     def push_in(self, data: dict[str, Any]) -> tuple[Any, Any]:
-        """0.3: `{taskId, pushNotificationConfig: {id, url, token, authentication}}`."""
-        config = data.get("pushNotificationConfig")
-        return data.get("taskId"), push_config_in(config, "pushNotificationConfig")
+        """0.3: `{taskId, pushNotificationConfig: {id, url, token, authentication}}`. A
+        config without an id takes the task's (as 0.3 servers do), which a get without
+        `pushNotificationConfigId` then finds."""
+        task_id = data.get("taskId")
+        config = push_config_in(data.get("pushNotificationConfig"), "pushNotificationConfig")
+        if not config.get("id") and isinstance(task_id, str):
+            config["id"] = task_id
+        return task_id, config
 
     def push_ref_in(self, data: dict[str, Any], *, config: bool = True) -> tuple[Any, Any]:
-        """0.3: `{id: <task>, pushNotificationConfigId}`."""
-        return data.get("id"), data.get("pushNotificationConfigId") if config else None
+        """0.3: `{id: <task>, pushNotificationConfigId}`, the id defaulting to the task's."""
+        task_id = data.get("id")
+        return task_id, data.get("pushNotificationConfigId", task_id) if config else None
 
     def encode_push_config(self, task_id: str, config: PushNotificationConfig) -> Any:
         return {"taskId": task_id, "pushNotificationConfig": push_config_out(config.dump())}
