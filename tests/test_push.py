@@ -397,14 +397,15 @@ def test_andon_send_push(server: AndonServer, receiver: Receiver) -> None:
     assert {h.headers["x-a2a-notification-token"] for h in receiver.accepted()} == {TOKEN}
 
 
-def test_a_0_3_config_without_an_id_takes_the_task_s(
+def test_a_0_3_config_without_an_id_is_the_default_one(
     server: AndonServer, receiver: Receiver
 ) -> None:
-    """As 0.3 servers do: `set` without an id, then `get` without one, finds it."""
+    """`set` without an id, then `get` without one (or naming `default`) finds it."""
     task_id = send(server.url, "echo hi", None)["result"]["task"]["id"]
     config = {"url": receiver.url}
     params = {"taskId": task_id, "pushNotificationConfig": config}
     created = rpc(server.url, "tasks/pushNotificationConfig/set", params, "0.3")["result"]
-    assert created["pushNotificationConfig"]["id"] == task_id
-    got = rpc(server.url, "tasks/pushNotificationConfig/get", {"id": task_id}, "0.3")["result"]
-    assert got["pushNotificationConfig"]["url"] == receiver.url
+    assert created["pushNotificationConfig"]["id"] == "default"
+    for ref in ({"id": task_id}, {"id": task_id, "pushNotificationConfigId": "default"}):
+        got = rpc(server.url, "tasks/pushNotificationConfig/get", ref, "0.3")["result"]
+        assert got["pushNotificationConfig"]["url"] == receiver.url

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 from pydantic_core import from_json, to_json
@@ -57,14 +57,17 @@ from andon.protocol.types import (
 )
 from andon.protocol.wire import STREAM_END_STATES, Method, StreamItem, Version
 
+if TYPE_CHECKING:
+    from andon.client.grpc_transport import GrpcTransport
+
 T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DISCONNECT_HEADER = "X-Andon-On-Disconnect"
 DISCONNECT_POLICIES = ("continue", "cancel", "cancel-when-orphaned=SECONDS")
 
-Binding = Literal["jsonrpc", "http+json"]
-BINDINGS: tuple[Binding, ...] = ("jsonrpc", "http+json")
+Binding = Literal["jsonrpc", "http+json", "grpc"]
+BINDINGS: tuple[Binding, ...] = ("jsonrpc", "http+json", "grpc")
 
 # The HTTP+JSON binding's route of each method ({id}: the task), below `/v1` in A2A 0.3.
 REST_ROUTES: dict[Method, tuple[str, str]] = {
@@ -200,7 +203,9 @@ class AndonClient:
     """Talks to one andon (or any A2A) server.
 
     `version` is the A2A version spoken (`1.0`, or `0.3`), `binding` the transport
-    (`jsonrpc`, or `http+json` with `url` the binding's base URL). A dropped stream is
+    (`jsonrpc`, or `http+json` with `url` the binding's base URL, or `grpc` with `url`
+    `http://HOST:PORT` of the gRPC listener, A2A 1.0 only, needing the `grpc` extra;
+    its streams are not resumed after a drop). A dropped stream is
     resumed with `Last-Event-ID`, up to `reconnect_attempts` times in a row, waiting
     `backoff` seconds, doubled each time up to `max_backoff`. `stream_idle` is how long a
     stream may stay silent (the server sends a keep-alive every 15 s) before it is taken
@@ -226,8 +231,16 @@ class AndonClient:
         except ValueError:
             raise ValueError(f"A2A version must be 1.0 or 0.3, not {version!r}") from None
         if binding not in BINDINGS:
-            raise ValueError(f"binding must be jsonrpc or http+json, not {binding!r}")
+            raise ValueError(f"binding must be jsonrpc, http+json or grpc, not {binding!r}")
+        if binding == "grpc" and self.version is not Version.V1_0:
+            raise ValueError("the gRPC binding speaks A2A 1.0 only")
         self.url = check_url(url)
+        self._grpc: GrpcTransport | None = None
+        if binding == "grpc":
+            from andon.client.grpc_transport import GrpcTransport
+
+            parsed = httpx.URL(url)
+            self._grpc = GrpcTransport(f"{parsed.host}:{parsed.port or 80}", token)
         self.token = token
         self.binding = binding
         self.rest = binding == "http+json"
@@ -255,6 +268,8 @@ class AndonClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._grpc is not None:
+            await self._grpc.aclose()
 
     # -- the methods ---------------------------------------------------------------------
 
@@ -515,6 +530,8 @@ class AndonClient:
         """A JSON-RPC call's `result`; its error as a RemoteError. `read`: how long the
         answer may take (None: as long as the server takes; its waits are bounded)."""
         wait = self.timeout if read == "default" else read
+        if self._grpc is not None:
+            return await self._grpc.call(method, self.codec.encode_params(params), wait)
         verb, url, body = self._route(method, params)
         response = await self._request(verb, url, body, wait)
         self._check_status(response)
@@ -573,6 +590,15 @@ class AndonClient:
         """One connection of a stream. Before it is open, errors are raised as they are
         (ServerUnreachable, Unauthorized, RemoteError); once open, a failed connection is
         `_Dropped`."""
+        if self._grpc is not None:
+            from andon.client.grpc_transport import GrpcDropped
+
+            try:
+                async for item in self._grpc.stream(method, self.codec.encode_params(params)):
+                    yield StreamEvent(None, self._decode(self.codec.decode_stream_item, item))
+            except GrpcDropped as exc:
+                raise _Dropped(str(exc)) from exc
+            return
         timeout = self._timeout(self.stream_idle)
         verb, url, body = self._route(method, params)
         request = self._http.build_request(

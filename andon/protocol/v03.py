@@ -53,6 +53,10 @@ def _guess_item(item: dict[str, Any]) -> Any:
     return "message" if "parts" in item else None
 
 
+DEFAULT_PUSH_CONFIG = "default"
+"""The id of a 0.3 push config set without one."""
+
+
 class V03Codec(Codec):
     version = Version.V0_3
     kinds = True
@@ -140,18 +144,17 @@ class V03Codec(Codec):
 
     def push_in(self, data: dict[str, Any]) -> tuple[Any, Any]:
         """0.3: `{taskId, pushNotificationConfig: {id, url, token, authentication}}`. A
-        config without an id takes the task's (as 0.3 servers do), which a get without
-        `pushNotificationConfigId` then finds."""
-        task_id = data.get("taskId")
+        config without an id is the task's default one, `default`, which a get without
+        `pushNotificationConfigId` (or naming `default`, as the 0.3 TCK does) finds."""
         config = push_config_in(data.get("pushNotificationConfig"), "pushNotificationConfig")
-        if not config.get("id") and isinstance(task_id, str):
-            config["id"] = task_id
-        return task_id, config
+        if not config.get("id"):
+            config["id"] = DEFAULT_PUSH_CONFIG
+        return data.get("taskId"), config
 
     def push_ref_in(self, data: dict[str, Any], *, config: bool = True) -> tuple[Any, Any]:
-        """0.3: `{id: <task>, pushNotificationConfigId}`, the id defaulting to the task's."""
-        task_id = data.get("id")
-        return task_id, data.get("pushNotificationConfigId", task_id) if config else None
+        """0.3: `{id: <task>, pushNotificationConfigId}` (`default` when absent)."""
+        config_id = data.get("pushNotificationConfigId", DEFAULT_PUSH_CONFIG)
+        return data.get("id"), config_id if config else None
 
     def encode_push_config(self, task_id: str, config: PushNotificationConfig) -> Any:
         return {"taskId": task_id, "pushNotificationConfig": push_config_out(config.dump())}
