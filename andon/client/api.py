@@ -67,7 +67,8 @@ DISCONNECT_HEADER = "X-Andon-On-Disconnect"
 DISCONNECT_POLICIES = ("continue", "cancel", "cancel-when-orphaned=SECONDS")
 
 Binding = Literal["jsonrpc", "http+json", "grpc"]
-BINDINGS: tuple[Binding, ...] = ("jsonrpc", "http+json", "grpc")
+BINDINGS: tuple[Binding, ...] = ("jsonrpc", "http+json")
+"""The HTTP bindings (those discover() chooses from); `grpc` is chosen by name."""
 
 # The HTTP+JSON binding's route of each method ({id}: the task), below `/v1` in A2A 0.3.
 REST_ROUTES: dict[Method, tuple[str, str]] = {
@@ -230,7 +231,7 @@ class AndonClient:
             self.version = Version(version)
         except ValueError:
             raise ValueError(f"A2A version must be 1.0 or 0.3, not {version!r}") from None
-        if binding not in BINDINGS:
+        if binding not in (*BINDINGS, "grpc"):
             raise ValueError(f"binding must be jsonrpc, http+json or grpc, not {binding!r}")
         if binding == "grpc" and self.version is not Version.V1_0:
             raise ValueError("the gRPC binding speaks A2A 1.0 only")
