@@ -81,8 +81,11 @@ async def test_an_unknown_skill_is_invalid_params_naming_the_skills(
             await skilled.submit(
                 user_text("x", metadata=message_metadata), USER, metadata=request_metadata
             )
-        assert f"unknown skill {wanted!r}" in refused.value.message
-        assert "greet, shout, wait, crash" in refused.value.message
+        if isinstance(wanted, str):
+            assert f"unknown skill {wanted!r}" in refused.value.message
+            assert "greet, shout, wait, crash" in refused.value.message
+        else:
+            assert refused.value.message == "andon.skill must be a string"
     assert (await skilled.list(USER)).tasks == []
 
 
