@@ -113,12 +113,10 @@ def serve(
     this is one of any number of API processes sharing the database, running tasks
     itself unless --workers or --no-worker leave them to `andon worker` processes.
     """
-    from andon.dispatch.queue import QueueSettings
     from andon.node.parts import is_distributed
     from andon.node.preflight import claim_store
     from andon.node.serve import ServeOptions, is_loopback, load_agent
     from andon.node.serve import serve as run
-    from andon.node.worker import WorkerProcesses
     from andon.runtime.attempt import RuntimeSettings
     from andon.server.http import BodyLimits
     from andon.service import ServiceSettings
@@ -160,6 +158,13 @@ def serve(
         *("--push-retry-for", str(push_retry_for), *(["--no-push"] if no_push else [])),
         *(arg for entry in push_allow or () for arg in ("--push-allow", entry)),
     ]
+    queue = worker_processes = None
+    if is_distributed(db):  # procrastinate and psycopg: loaded in distributed mode only
+        from andon.dispatch.queue import QueueSettings
+        from andon.node.worker import WorkerProcesses
+
+        queue = QueueSettings(lease=lease)
+        worker_processes = WorkerProcesses(workers, worker_argv, drain) if workers else None
     if token_auth is None and not is_loopback(host):
         err.print(
             f"[bold red]WARNING: serving on {host} without authentication: anyone who can "
@@ -189,8 +194,8 @@ def serve(
             log_level=log_level,
             log_format=log_format,
             worker=not (workers or no_worker),
-            queue=QueueSettings(lease=lease),
-            worker_processes=WorkerProcesses(workers, worker_argv, drain) if workers else None,
+            queue=queue,
+            worker_processes=worker_processes,
             header_timeout=header_timeout,
             max_connections=max_connections,
             grpc_port=grpc_port,
@@ -343,7 +348,7 @@ def db_upgrade(
     import psycopg
 
     from andon.node.database import upgrade
-    from andon.store.pg_schema import redact
+    from andon.store import redact
 
     try:
         applied = asyncio.run(upgrade(db))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from andon.runtime.agent import Agent
 from andon.server.streams import DisconnectPolicy
-from andon.store.pg_schema import redact
+from andon.store import redact
 
 DEMO_TRY = "sleep 30"
 

@@ -16,15 +16,13 @@ import sys
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from andon.dispatch.queue import QueueSettings
 from andon.node.banner import QuietLifecycle, Serving, banner
 from andon.node.parts import Node
 from andon.node.slow_clients import with_header_timeout
-from andon.node.worker import WorkerProcesses
 from andon.runtime.agent import Agent
 from andon.runtime.attempt import RuntimeSettings
 from andon.runtime.lifeline import Lifeline
@@ -33,6 +31,10 @@ from andon.server.auth import TokenAuth
 from andon.service import ServiceSettings
 from andon.telemetry import tracing
 from andon.telemetry.logs import fact
+
+if TYPE_CHECKING:  # procrastinate and psycopg: loaded only in distributed mode
+    from andon.dispatch.queue import QueueSettings
+    from andon.node.worker import WorkerProcesses
 
 log = logging.getLogger("andon")
 

@@ -10,11 +10,11 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 
-from andon.dispatch.queue import QueueSettings
 from andon.node.parts import Node
 from andon.runtime.agent import Agent
 from andon.runtime.attempt import RuntimeSettings
@@ -23,6 +23,9 @@ from andon.server.monitoring import monitoring_routes
 from andon.server.streams import Subscribers
 from andon.service import ServiceSettings
 from andon.telemetry import tracing
+
+if TYPE_CHECKING:  # procrastinate and psycopg: loaded only in distributed mode
+    from andon.dispatch.queue import QueueSettings
 
 log = logging.getLogger("andon")
 

@@ -23,4 +23,13 @@ def open_store(url: str) -> Store:
     return SQLiteStore(path)
 
 
-__all__ = ["Event", "NewTask", "Store", "TaskPage", "TaskRecord", "open_store"]
+def redact(url: str) -> str:
+    """The URL without its password, fit for a message."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+__all__ = ["Event", "NewTask", "Store", "TaskPage", "TaskRecord", "open_store", "redact"]

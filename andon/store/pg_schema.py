@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from andon.store import redact
 from andon.store.base import StoreUnusable
 
 VERSIONS_TABLE = "andon_schema_versions"
@@ -95,12 +96,3 @@ async def migrate(conn: psycopg.AsyncConnection[object]) -> list[str]:
         )
         applied.append(migration.name)
     return applied
-
-
-def redact(url: str) -> str:
-    """The URL without its password, fit for a message."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
