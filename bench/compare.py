@@ -85,6 +85,7 @@ class Config:
     crowd: int = 1000  # concurrent streaming tasks
     crowd_deadline: float = 30.0  # seconds allowed for each step of the crowd
     crowd_settle: float = 2.0  # seconds the whole crowd streams before the cancels
+    cancel_connections: int = 0  # connections the crowd's cancels go out on (0: one each)
     memory_tasks: int = 5000
     connections: int = 8  # concurrent connections of the memory run
     server_cpu: str = "0"
@@ -142,11 +143,12 @@ class Server:
         return str(self.dialect.task(reply)["id"])
 
 
-def server_args(name: str, workdir: Path) -> list[str]:
+def server_args(name: str, workdir: Path, cfg: Config) -> list[str]:
     if name == "andon":
         # Every admitted task runs at once, as on a2a-sdk (andon's default is 64 and
-        # queues the rest): the crowd measures 1,000 running tasks on both.
-        return ["--db", str(workdir / "andon.db"), "--max-concurrent", "1000"]
+        # queues the rest): the crowd measures that many running tasks on both.
+        running = str(max(cfg.crowd, 1000))
+        return ["--db", str(workdir / "andon.db"), "--max-concurrent", running]
     return []
 
 
@@ -161,7 +163,7 @@ async def running(name: str, tmp: Path, cfg: Config, pin: bool) -> AsyncIterator
         port,
         trace,
         cpus=cfg.server_cpu if pin else None,
-        args=server_args(name, workdir),
+        args=server_args(name, workdir, cfg),
         log_path=workdir / "server.log",
     )
     server = Server(name, port, proc, DIALECTS[name], workdir, trace)
@@ -540,10 +542,10 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
         task_ids = list(crowd.admitted.values())
         t0 = time.perf_counter()
         answered: dict[str, int] = {}
-        # Every task's client cancels at the same moment, each on its own connection.
-        done = await within(
-            cfg.crowd_deadline, cancel_all(server, task_ids, len(task_ids), answered)
-        )
+        # Every task's client cancels at the same moment, each on its own connection
+        # (or, past the file descriptors a machine gives, a few tasks per connection).
+        connections = min(len(task_ids), cfg.cancel_connections or len(task_ids))
+        done = await within(cfg.crowd_deadline, cancel_all(server, task_ids, connections, answered))
         cancel_s = time.perf_counter() - t0 if done else None
         # Streams end with their tasks: worth waiting for only once all are cancelled.
         ended = done and await until(
@@ -626,14 +628,19 @@ def rotated(names: tuple[str, ...], shift: int) -> list[str]:
     return [*names[shift:], *names[:shift]]
 
 
-async def run(servers: tuple[str, ...], cfg: Config, pin: bool) -> dict[str, list[JSON]]:
+async def run(
+    servers: tuple[str, ...],
+    cfg: Config,
+    pin: bool,
+    groups: tuple[Callable[[Server, Config], Awaitable[JSON]], ...] = GROUPS,
+) -> dict[str, list[JSON]]:
     """Per server, one dict of figures per round."""
     results: dict[str, list[JSON]] = {name: [] for name in servers}
     with tempfile.TemporaryDirectory(prefix="andon-compare-") as tmp:
         for round_no in range(cfg.rounds):
             for name in rotated(servers, round_no):
                 figures: JSON = {}
-                for group in GROUPS:
+                for group in groups:
                     log(f"round {round_no + 1}/{cfg.rounds}: {name} {group.__name__}")
                     async with running(name, Path(tmp), cfg, pin) as server:
                         figures |= await group(server, cfg)
@@ -711,6 +718,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="raw figures (default bench/results/compare-*.json)")
     parser.add_argument("--note", default="", help="a line about the machine's load")
     parser.add_argument("--from-json", help="measure nothing: write the section from a record")
+    parser.add_argument("--crowd", type=int, help="streams in the crowd (default 1,000)")
+    parser.add_argument(
+        "--cancel-connections",
+        type=int,
+        help="connections of the crowd's cancels (default: one each)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=[g.__name__ for g in GROUPS],
+        help="one group of measurements; prints its figures, leaves the document alone",
+    )
     args = parser.parse_args(argv)
     if args.from_json:
         section = render(json.loads(Path(args.from_json).read_text()))
@@ -720,6 +738,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = QUICK if args.quick else Config()
     if args.rounds:
         cfg = dataclasses.replace(cfg, rounds=args.rounds)
+    if args.crowd:
+        # A bigger crowd takes longer to gather and to cancel: the deadline grows with it.
+        deadline = max(cfg.crowd_deadline, args.crowd / 1000 * 6)
+        cfg = dataclasses.replace(cfg, crowd=args.crowd, crowd_deadline=deadline)
+    if args.cancel_connections:
+        cfg = dataclasses.replace(cfg, cancel_connections=args.cancel_connections)
     servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
     unknown = set(servers) - set(SERVERS)
     if unknown or not servers:
@@ -734,7 +758,8 @@ def main(argv: list[str] | None = None) -> None:
     with pinned(cfg) as pin:
         info = machine(servers, pin, cfg)
         t0 = time.perf_counter()
-        results = asyncio.run(run(servers, cfg, pin))
+        groups = tuple(g for g in GROUPS if args.only in (None, g.__name__))
+        results = asyncio.run(run(servers, cfg, pin, groups))
     info |= {
         "load_after": os.getloadavg(),
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -749,6 +774,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(record, indent=1))
+    if args.only:
+        print(json.dumps(results, indent=1))
+        log(f"wrote {json_path}")
+        return
     section = render(record)
     write_section(Path(args.out), section)
     print(section)

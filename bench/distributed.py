@@ -10,7 +10,10 @@ the run (and dropped after it):
   LISTENing as a worker's does has heard it;
 - echo throughput through the queue with 1, 2 and 4 workers: tasks submitted as fast
   as an API node in this process can (no HTTP), from the first submit until the last
-  task has completed.
+  task has completed;
+- beside it, procrastinate's own ceiling here: as many of its workers (bench/noop_jobs.py,
+  same concurrency) running a job that does nothing, the jobs deferred as fast as this
+  process can, from the first defer until the last job has succeeded.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, LiteralString
 
 import psycopg
 from procrastinate.manager import get_channel_for_queues
@@ -33,6 +38,7 @@ from andon.node.parts import Node
 from andon.protocol.types import Role, TaskState, text_message
 from andon.service import Principal
 from andon.store.postgres import PostgresStore
+from bench import noop_jobs
 from bench.stats import row
 from bench.store import scratch_database
 from tests.cluster import Cluster
@@ -124,6 +130,44 @@ async def echo_throughput(db: str, workdir: Path, workers: int, n: int) -> tuple
     return n / took, cpu / n * 1000
 
 
+WORKER_CONCURRENCY = 16
+"""What tests/cluster.py gives each `andon worker`; the no-op workers get the same."""
+
+
+async def reaches(conn: psycopg.AsyncConnection[Any], count: LiteralString, target: int) -> None:
+    """Poll a count until it reaches `target`."""
+    while True:
+        row = await (await conn.execute(count)).fetchone()
+        if row is not None and row[0] >= target:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def noop_throughput(db: str, workers: int, n: int) -> tuple[float, float]:
+    """procrastinate alone: jobs per second, and its workers' CPU milliseconds per job."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.noop_jobs", db, str(WORKER_CONCURRENCY)
+        )
+        for _ in range(workers)
+    ]
+    try:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
+            await reaches(conn, "SELECT count(*) FROM procrastinate_workers", workers)
+            cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+            started = time.perf_counter()
+            await noop_jobs.defer(db, n)
+            done = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+            await reaches(conn, done, n)
+            took = time.perf_counter() - started
+            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+    finally:
+        for proc in procs:
+            proc.terminate()
+        await asyncio.gather(*(proc.wait() for proc in procs))
+    return n / took, cpu / n * 1000
+
+
 async def main(cancels: int, echo: int, server: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with scratch_database(server) as db:
@@ -133,12 +177,21 @@ async def main(cancels: int, echo: int, server: str) -> None:
         print(row("CancelTask → `canceled`, sleep", times))
         async with scratch_database(server) as db:
             print(row("job abort → its NOTIFY heard", await abort_heard(db, cancels)))
-        print("\n## echo through the queue\n")
-        print("| workers | tasks | tasks/s | worker CPU ms/task |\n|---|---|---|---|")
+        print("\n## echo through the queue, and procrastinate's own ceiling\n")
+        print(
+            "| workers | tasks | andon echo tasks/s | worker CPU ms/task"
+            " | procrastinate no-op jobs/s | its worker CPU ms/job | andon / ceiling |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for workers in (1, 2, 4):
             async with scratch_database(server) as db:
                 rate, cpu_ms = await echo_throughput(db, Path(tmp), workers, echo)
-            print(f"| {workers} | {echo} | {rate:,.0f} | {cpu_ms:.2f} |")
+            async with scratch_database(server) as db:
+                ceiling, noop_cpu_ms = await noop_throughput(db, workers, echo)
+            print(
+                f"| {workers} | {echo} | {rate:,.0f} | {cpu_ms:.2f} | {ceiling:,.0f}"
+                f" | {noop_cpu_ms:.2f} | {rate / ceiling:.2f} |"
+            )
 
 
 if __name__ == "__main__":

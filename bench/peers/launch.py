@@ -69,11 +69,19 @@ PEERS = {
 }
 
 
-def command(peer: str, port: int, args: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The server's command line; `args` are extra options of that server."""
+def command(
+    peer: str,
+    port: int,
+    args: list[str] | tuple[str, ...] = (),
+    python: str | None = None,
+    python_args: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The server's command line; `args` are extra options of that server. andon runs
+    on `python` (default: this interpreter), with `python_args` before `-m andon`."""
     spec = PEERS[peer]
     if spec.script is None:
-        return [sys.executable, "-m", "andon", "serve", "--port", str(port), *args]
+        interpreter = python or sys.executable
+        return [interpreter, *python_args, "-m", "andon", "serve", "--port", str(port), *args]
     return [str(setup_envs.ensure(spec.venv or peer)), str(spec.script), "--port", str(port), *args]
 
 
@@ -101,16 +109,19 @@ def start(
     env: dict[str, str] | None = None,
     cpus: str | None = None,
     args: list[str] | tuple[str, ...] = (),
+    python: str | None = None,
+    python_args: list[str] | tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """Start `peer` on 127.0.0.1:`port` and wait until its agent card answers.
 
-    `cpus` (e.g. "0") pins the server with `taskset -c`; `args` are passed on to it.
+    `cpus` (e.g. "0") pins the server with `taskset -c`; `args` are passed on to it;
+    `python` and `python_args` choose andon's interpreter and its options (`command`).
     The server's output goes to `log_path` (default
     bench/.venvs/logs/<peer>-<port>.log); `proc.log_path` says where. Raises
     RuntimeError if the server exits, TimeoutError past `deadline` seconds (first start
     of Bindu takes ~5 s: it imports a lot and makes DID keys).
     """
-    argv = command(peer, port, args)
+    argv = command(peer, port, args, python, python_args)
     log = Path(log_path) if log_path else LOGS / f"{peer}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     setup_envs.VENVS.mkdir(parents=True, exist_ok=True)  # the servers' working folder
