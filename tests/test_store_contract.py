@@ -827,6 +827,26 @@ async def test_sqlite_writes_of_one_loop_turn_share_one_commit(tmp_path: Path) -
         await store.close()
 
 
+async def test_sqlite_two_stores_on_one_file_in_one_process_both_write(tmp_path: Path) -> None:
+    """The second store's write does not wait, on the loop's thread, for a lock the
+    first store's open turn holds (which could then never commit)."""
+    path = tmp_path / "two.sqlite"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        one = await create(first)  # one turn: both stores write in it
+        two = await create(second)
+        await claim(first, one.id)
+        await first.committed()
+        await second.committed()
+        assert committed_rows(path, one.id) == (1, 3)
+        assert committed_rows(path, two.id) == (1, 2)
+    finally:
+        await first.close()
+        await second.close()
+
+
 KILLED_WRITER = """
 import asyncio, sys
 from andon.store.base import NewTask

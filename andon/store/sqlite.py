@@ -154,11 +154,17 @@ LONG_LOG = 256
 """Reading more events than this goes to the reader thread."""
 CHECKPOINT_EVERY = 1.0
 
+_writing: dict[str, SQLiteStore] = {}
+"""File -> the store of this process whose turn transaction holds its write lock. A
+second store on the same file (tests, an embedding program) commits that one first:
+waiting for the lock on the loop's thread would keep the holder from ever committing."""
+
 
 class SQLiteStore(Store):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = str(path)
+        self._file = os.path.realpath(path)
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="andon-sqlite")
@@ -174,7 +180,11 @@ class SQLiteStore(Store):
         if db is None:
             raise RuntimeError("store is not open")
         if self._turn is None:
+            holder = _writing.get(self._file)
+            if holder is not None and holder is not self:
+                holder._commit()
             db.execute("BEGIN IMMEDIATE")
+            _writing[self._file] = self
             self._turn = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._commit)
         db.execute("SAVEPOINT write")
@@ -191,6 +201,8 @@ class SQLiteStore(Store):
     def _commit(self) -> None:
         """End the turn's transaction."""
         turn, self._turn = self._turn, None
+        if _writing.get(self._file) is self:
+            del _writing[self._file]
         if turn is None or self._db is None:
             return
         try:
