@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg
-
-from andon.store import open_store
+from andon.store import open_store, redact
 from andon.store.base import Store, StoreUnusable
-from andon.store.pg_schema import redact
 from andon.store.sqlite import SQLiteStore
 
 CONNECT_TIMEOUT = 5
@@ -35,6 +32,8 @@ async def _open_and_close(store: Store) -> None:
 
 
 async def _check_postgres(url: str) -> None:
+    import psycopg  # distributed mode only: an embedded process never loads it
+
     from andon.store import pg_schema
 
     try:
