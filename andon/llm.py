@@ -182,7 +182,7 @@ class Model:
                 await ctx.emit(prefix, artifact=artifact)
             await stream.run(body)
         except BaseException:
-            _add_usage(ctx, stream.usage())
+            add_usage(ctx, stream.usage())
             if stream.deltas and artifact is not None:
                 # The connection is closed by now (the stream's `async with` was left):
                 # the server stops first, then the cut answer is marked.
@@ -192,7 +192,7 @@ class Model:
                     await ctx.close_artifact(artifact, marker, "".join(stream.unsaved))
             raise
         usage = stream.usage()
-        _add_usage(ctx, usage)
+        add_usage(ctx, usage)
         return Completion(
             text=prefix + "".join(stream.text),
             tool_calls=stream.tool_calls(),
@@ -278,13 +278,15 @@ async def partial_answer(ctx: TaskContext, artifact: str = "response") -> str:
     return ""
 
 
-def _add_usage(ctx: TaskContext, usage: Usage) -> None:
+def add_usage(ctx: TaskContext, usage: Usage, calls: int = 1) -> None:
+    """Add `calls` model calls' usage to the task's `andon.usage` (kept however the
+    attempt ends): for framework adapters that run model calls of their own."""
     total = ctx.final_metadata.setdefault(
         USAGE, {"promptTokens": 0, "completionTokens": 0, "calls": 0, "estimated": False}
     )
     total["promptTokens"] += usage.prompt_tokens
     total["completionTokens"] += usage.completion_tokens
-    total["calls"] += 1
+    total["calls"] += calls
     total["estimated"] = total["estimated"] or usage.estimated
 
 

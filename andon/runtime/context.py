@@ -163,16 +163,19 @@ class TaskContext:
             "artifact", {"artifact": body.dump(), "append": append, "lastChunk": last_chunk}
         )
 
-    async def close_artifact(self, artifact: str, metadata: dict[str, Any], text: str = "") -> None:
-        """End an artifact with a last chunk (`text`, possibly empty) that carries
+    async def close_artifact(
+        self, artifact: str, metadata: dict[str, Any], content: Content = ""
+    ) -> None:
+        """End an artifact with a last chunk (`content`, possibly empty text) that carries
         `metadata` (merged into the artifact's). Unlike `emit`, allowed while the task is
         being cancelled (not once the attempt is over): a step cut short says there what
-        it left unfinished, as `andon.llm` marks a cut answer `andon.partial`."""
+        it left unfinished, as `andon.llm` marks a cut answer `andon.partial`, or keeps
+        what a retry needs, as the framework adapters keep a run's messages."""
         if self._attempt.scope.closed:
             raise TaskCancelled("the attempt is over")
         append = artifact in self._started_artifacts
         self._started_artifacts.add(artifact)
-        body = Artifact(artifact_id=artifact, parts=[Part(text=text)], metadata=metadata)
+        body = Artifact(artifact_id=artifact, parts=to_parts(content), metadata=metadata)
         await self._append(
             "artifact", {"artifact": body.dump(), "append": append, "lastChunk": True}
         )

@@ -92,10 +92,13 @@ class AttemptThreads:
 
 
 def _describe(label: str, frame: Any) -> str:
-    """`thread <function> at <file>:<line>`: where the thread is blocked right now."""
+    """`thread <function> at <file>:<line> in <function>`: what the thread was started
+    with, and where it is blocked right now (a framework starts its tools through a
+    wrapper, `Context.run` for one: the function it is blocked in names the tool)."""
     if frame is None:
         return f"thread {label}"
-    return f"thread {label} at {frame.f_code.co_filename}:{frame.f_lineno}"
+    code = frame.f_code
+    return f"thread {label} at {code.co_filename}:{frame.f_lineno} in {code.co_name}"
 
 
 class AttemptExecutor(concurrent.futures.ThreadPoolExecutor):
