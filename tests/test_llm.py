@@ -5,7 +5,8 @@ tool's process dies with the task; model-server errors end the task `failed`, cl
 
 Three servings of one conversation: examples/llm_agent.py over each dialect of andon.llm
 (OpenAI chat-completions, Anthropic messages), and examples/openai_agent.py, the same
-agent on the official `openai` client over `ctx.http`.
+agent on the official `openai` client over `ctx.http`; and a synchronous handler on the
+client's blocking `OpenAI` over the blocking `ctx.http` (tests/sync_openai_agent.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from tests.test_client import AndonServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 V1 = Dialect("1.0", "jsonrpc")
+STARTUP = 60.0
+"""Seconds for `andon serve` to answer: importing `openai` takes most of 20 s when the
+machine's two cores are busy with other suites."""
 SERVINGS = {
     "llm-openai": ("llm_agent.py", {}),
     "llm-anthropic": ("llm_agent.py", {"ANDON_LLM_DIALECT": "anthropic"}),
@@ -53,7 +57,9 @@ def served(
         **env,
     }
     workdir = tmp_path_factory.mktemp(request.param)
-    with AndonServer(workdir, f"{EXAMPLES / example}:agent", env=env) as server:
+    with AndonServer(
+        workdir, f"{EXAMPLES / example}:agent", env=env, ready_within=STARTUP
+    ) as server:
         yield server
 
 
@@ -213,3 +219,22 @@ async def test_a_retry_continues_the_cut_answer(
     done = len(cut.split())
     assert text_of(response(retry)) == words(0, done + 40)
     assert fake.generations[before].tokens and len(fake.generations[before].tokens) == 40
+
+
+async def test_a_blocking_openai_client_on_ctx_http_stops_too(
+    fake: FakeModelServer, tmp_path: Path
+) -> None:
+    env = {"OPENAI_BASE_URL": fake.openai_url, "OPENAI_API_KEY": "sk-test"}
+    agent = Path(__file__).with_name("sync_openai_agent.py")
+    env["ANDON_LLM_MODEL"] = "m"
+    with AndonServer(tmp_path, f"{agent}:agent", env=env, ready_within=STARTUP) as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+            peer = Peer(V1, http, served.port)
+            task_id, call = await start(peer, fake, "write on tokens=100000")
+            await until(lambda: len(call.tokens) >= 20, what="20 tokens generated")
+            task, answered = await cancel(peer, task_id)
+            assert canonical_state(task["status"]["state"]) == "canceled"
+            assert call.tokens_after(answered) == 0, "tokens generated after the cancel answer"
+            assert call.ended == "disconnected"
+            received = text_of(response(await peer.get(task_id)))
+            assert received and words(0, len(received.split())) == received
