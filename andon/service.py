@@ -214,6 +214,8 @@ class TaskService:
         self._check_accepting()
         if not message.parts:
             raise InvalidParams("message.parts must not be empty")
+        if not message.message_id:
+            raise InvalidParams("message.messageId must not be empty")
         self.settings.check_parts(len(message.parts))
         if message.role is not Role.USER:
             raise InvalidParams("message.role must be user")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, StrictBool, StrictInt, model_validator
 
 from andon.protocol.types import CancelReason, Message, Model, Task, TaskState
 
@@ -33,8 +33,9 @@ class PushNotificationConfig(Model):
 
 class SendMessageConfiguration(Model):
     accepted_output_modes: list[str] | None = None
-    history_length: int | None = Field(default=None, ge=0)
-    return_immediately: bool = False
+    history_length: StrictInt | None = Field(default=None, ge=0)
+    return_immediately: StrictBool = False
+    """A JSON boolean: `0` or `"yes"` would guess the client's intent."""
     push_notification_config: PushNotificationConfig | None = None
 
     @property

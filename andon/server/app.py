@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from andon.protocol.card import AgentCard, build_card, card_document, render_card
 from andon.protocol.codec import codec_for, negotiate
@@ -365,10 +365,20 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
     if status == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
-        headers = getattr(exc, "headers", None)
+        headers = {"Allow": ", ".join(_allowed(request))}
         return json_response(rest_error(405, message, "METHOD_NOT_ALLOWED"), 405, headers)
     message = f"no route {request.url.path}"
     return json_response(rest_error(404, message, "NOT_FOUND"), 404)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own `Allow` names only
+    the first route's: `/` is both the web page, GET, and JSON-RPC, POST)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 def rest_error(status: int, message: str, reason: str) -> dict[str, Any]:

@@ -63,8 +63,8 @@ SEND_EXAMPLES = {
         "Send a message and wait for the task to end", {"message": _user_message("echo hello")}
     ),
     "background": _example(
-        "Start a long task and return at once (then cancel it)",
-        {"message": _user_message("sleep 30"), "configuration": {"returnImmediately": True}},
+        "Start a task of 5 s and return at once (then cancel it)",
+        {"message": _user_message("sleep 5"), "configuration": {"returnImmediately": True}},
     ),
     "skill": _example(
         "Choose the agent's skill (metadata andon.skill) and a deadline (andon.timeout)",
@@ -190,7 +190,7 @@ def _rest(
     if sse:
         operation["responses"]["200"] = {
             "description": "Server-Sent Events; `id:` is the event's sequence number",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _ref("StreamItem")}},
         }
     else:
         operation["responses"]["200"] = {
@@ -230,7 +230,60 @@ def _as_v03(node: Any) -> Any:
     return node
 
 
-V03_REPLACED = ("Task", "Message", "SendMessageParams", "TaskList")
+V03_REPLACED = ("Task", "Message", "SendMessageParams", "SendMessageResult", "TaskList")
+
+
+def _as_the_server_checks(schemas: dict[str, Any]) -> None:
+    """What the server checks beyond the models' types, said in the document too: a
+    message has a non-empty id and at least one part, a cancel of many names what
+    to cancel, booleans are JSON booleans; and the shapes of results the models do
+    not cover (a send's task or message, a stream's items, a cancel of many)."""
+    message = schemas["Message"]
+    message["required"] = sorted({*message.get("required", []), "messageId", "role", "parts"})
+    message["properties"]["messageId"] = {"type": "string", "minLength": 1}
+    message["properties"]["parts"]["minItems"] = 1
+    schemas["CancelManyParams"]["anyOf"] = [
+        {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+        for key in ("ids", "contextId", "states")
+    ]
+    schemas["SendMessageResult"] = {
+        "oneOf": [
+            {"type": "object", "required": ["task"], "properties": {"task": _ref("Task")}},
+            {"type": "object", "required": ["message"], "properties": {"message": _ref("Message")}},
+        ]
+    }
+    schemas["StreamItem"] = {
+        "type": "object",
+        "description": "An SSE event: `id` its sequence number, `data` one JSON object "
+        "holding one of task, message, statusUpdate, artifactUpdate",
+        "required": ["data"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+        },
+    }
+    schemas["Part"]["oneOf"] = [
+        {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+        for key in ("text", "raw", "url", "data")
+    ]
+    schemas["CancelManyResult"] = {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "task": _ref("Task"),
+                        "error": {"type": "string"},
+                    },
+                },
+            }
+        },
+    }
 
 
 def _task_id() -> list[dict[str, Any]]:
@@ -296,13 +349,23 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
     }
     paths: dict[str, Any] = {
         "/": {
+            "get": {
+                "summary": "The web page: talk to the agent, watch and cancel its tasks",
+                "responses": {
+                    "200": {
+                        "description": "HTML",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            },
             "post": {
                 "summary": "A2A over JSON-RPC 2.0: 1.0 with the header A2A-Version: 1.0, else 0.3",
                 "parameters": [
                     {
                         "name": "A2A-Version",
                         "in": "header",
-                        "schema": {"enum": ["1.0", "0.3"]},
+                        "description": "1.0 or 0.3; another is VersionNotSupported",
+                        "schema": {"type": "string"},
                         "example": "1.0",
                     },
                     {
@@ -329,14 +392,19 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
                                 "schema": _ref("JsonRpcResponse"),
                                 "examples": CANCEL_EXAMPLES,
                             },
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": _ref("JsonRpcResponse")},
                         },
                     }
                 },
-            }
+            },
         },
         "/message:send": {
-            "post": _rest("Send a message", body="SendMessageParams", examples=SEND_EXAMPLES)
+            "post": _rest(
+                "Send a message",
+                body="SendMessageParams",
+                result="SendMessageResult",
+                examples=SEND_EXAMPLES,
+            )
         },
         "/message:stream": {
             "post": _rest(
@@ -350,13 +418,13 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
             "get": {
                 **_rest("List tasks", result="TaskList"),
                 "parameters": [
-                    {"name": n, "in": "query", "schema": {"type": t}}
-                    for n, t in (
-                        ("contextId", "string"),
-                        ("status", "string"),
-                        ("pageSize", "integer"),
-                        ("pageToken", "string"),
-                        ("historyLength", "integer"),
+                    {"name": n, "in": "query", "schema": schema}
+                    for n, schema in (
+                        ("contextId", {"type": "string"}),
+                        ("status", {"type": "string", "enum": WIRE_STATES}),
+                        ("pageSize", {"type": "integer", "minimum": 1, "maximum": 100}),
+                        ("pageToken", {"type": "string"}),
+                        ("historyLength", {"type": "integer", "minimum": 0}),
                     )
                 ],
             }
@@ -368,8 +436,10 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
                 "parameters": _task_id(),
             }
         },
+        # The 1.0 binding subscribes with GET; POST is served too, for clients of drafts.
         "/tasks/{id}:subscribe": {
-            "get": {**_rest("Subscribe to a task", sse=True), "parameters": _task_id()}
+            method: {**_rest("Subscribe to a task", sse=True), "parameters": _task_id()}
+            for method in ("get", "post")
         },
         "/tasks/{id}:retry": {
             "post": {**_rest("Retry an ended task (andon)"), "parameters": _task_id()}
@@ -378,11 +448,12 @@ def build_openapi(title: str, version: str, server_url: str) -> dict[str, Any]:
             "post": _rest(
                 "Cancel many tasks by ids, context or states (andon)",
                 body="CancelManyParams",
-                result="JsonRpcResponse",
+                result="CancelManyResult",
                 examples=CANCEL_MANY_EXAMPLES,
             )
         },
     }
+    _as_the_server_checks(schemas)
     schemas["V03ProtoJson"] = {
         "type": "object",
         "description": V03_SHAPES,
