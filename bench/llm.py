@@ -18,8 +18,11 @@ client (monotonic clock, the same in every process; a token counts if generated 
 `--window` s after the answer). Three servings of the same call:
 examples/llm_agent.py (andon.llm) and examples/openai_agent.py (the official client on
 `ctx.http`) under `andon serve`, and the openai-client code under a2a-sdk 1.3
-(bench/peers/a2a_sdk_llm_server.py); and examples/langgraph_agent.py (a LangGraph graph
-through andon.integrations.langgraph) under `andon serve`.
+(bench/peers/a2a_sdk_llm_server.py). Two of a LangGraph node: examples/langgraph_agent.py
+(andon.integrations.langgraph) under `andon serve`, and its assistant node under
+LangGraph's own server (`langgraph dev`, bench/peers/langgraph_dev_server.py), started
+and cancelled through LangGraph's API as its SDK does (a background run; `POST
+.../cancel?wait=true`, whose run then reads `interrupted`).
 
 **Streaming cost.** `andon serve examples/llm_agent.py:agent` (SQLite) with N concurrent
 tasks, each streaming `--seconds` s of tokens at 200 tokens/s into its artifact. The
@@ -73,7 +76,10 @@ SERVINGS: dict[str, tuple[str, list[str]]] = {
         "andon",
         [f"{ROOT / 'examples' / 'langgraph_agent.py'}:agent"],
     ),
+    "LangGraph (langgraph dev 0.16)": ("langgraph-dev", []),
 }
+CANCELED = {"canceled", "interrupted"}
+"""A task's (A2A) or a run's (LangGraph API: cancel's default action) state after a cancel."""
 
 
 # --- the fake model server, as a process ----------------------------------------------
@@ -187,12 +193,19 @@ async def poll(check: Callable[[], Awaitable[bool]], timeout: float, interval: f
 async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: float) -> JSON:
     peer, args = SERVINGS[name]
     samples: list[JSON] = []
+    begin, stop = (
+        (langgraph_start, langgraph_cancel)
+        if peer == "langgraph-dev"
+        else (
+            a2a_start,
+            a2a_cancel,
+        )
+    )
     async with serving(peer, args, fake, workdir) as (_, http):
         start = len(await fake.generations())
         for i in range(n):
             marker = f"c{os.getpid()}-{len(name)}-{i}x"
-            reply = await rpc(http, DIALECT.send(f"{marker} tokens=2000", "", wait=False))
-            task_id = DIALECT.task(reply)["id"]
+            task_id = await begin(http, f"{marker} tokens=2000")
             index, generation = await fake.find(marker, start)
             start = index + 1
             want = 5 + i % 20
@@ -203,10 +216,9 @@ async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: flo
 
             await poll(generated, 20, 0.002)
             asked = time.monotonic()
-            answer = await rpc(http, DIALECT.cancel(task_id))
+            state = await stop(http, task_id)
             answered = time.monotonic_ns()
             call_ms = (time.monotonic() - asked) * 1000
-            state = DIALECT.state(DIALECT.task(answer))
             end = answered + int(window * 1e9)
 
             async def settled(index: int = index, end: int = end) -> bool:
@@ -230,6 +242,30 @@ async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: flo
     return summarize_cancels(samples)
 
 
+async def a2a_start(http: httpx.AsyncClient, text: str) -> str:
+    reply = await rpc(http, DIALECT.send(text, "", wait=False))
+    return str(DIALECT.task(reply)["id"])
+
+
+async def a2a_cancel(http: httpx.AsyncClient, task_id: str) -> str:
+    """CancelTask; the state it answered with."""
+    return str(DIALECT.state(DIALECT.task(await rpc(http, DIALECT.cancel(task_id)))))
+
+
+async def langgraph_start(http: httpx.AsyncClient, text: str) -> str:
+    """A background run on a new thread, as LangGraph's SDK starts one; its path."""
+    thread = (await http.post("/threads", json={})).json()["thread_id"]
+    body = {"assistant_id": "agent", "input": {"messages": [{"role": "user", "content": text}]}}
+    run = (await http.post(f"/threads/{thread}/runs", json=body)).json()
+    return f"/threads/{thread}/runs/{run['run_id']}"
+
+
+async def langgraph_cancel(http: httpx.AsyncClient, run: str) -> str:
+    """`client.runs.cancel(thread, run, wait=True)`; the run's status after it."""
+    await http.post(f"{run}/cancel", params={"wait": "true"})
+    return str((await http.get(run)).json()["status"])
+
+
 def summarize_cancels(samples: list[JSON]) -> JSON:
     after = [s["after"] for s in samples]
     seen = [s["disconnect_ms"] for s in samples if s["disconnect_ms"] is not None]
@@ -239,7 +275,7 @@ def summarize_cancels(samples: list[JSON]) -> JSON:
         "after_p99": percentile(after, 99),
         "after_max": max(after),
         "with_tokens_after": sum(1 for a in after if a),
-        "canceled": sum(1 for s in samples if s["state"] == "canceled"),
+        "canceled": sum(1 for s in samples if s["state"] in CANCELED),
         "model_saw_disconnect": len(seen),
         "disconnect_vs_answer_ms_p50": statistics.median(seen) if seen else None,
         "cancel_call_ms_p50": statistics.median(s["call_ms"] for s in samples),

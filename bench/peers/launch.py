@@ -66,6 +66,10 @@ PEERS = {
         "1.0+0.3",
         venv="a2a-sdk",
     ),
+    # bench/llm.py: LangGraph's dev server; its API, not A2A, at /threads/... (card: /ok).
+    "langgraph-dev": Peer(
+        "langgraph-dev", HERE / "langgraph_dev_server.py", "/ok", "/", "langgraph-api"
+    ),
 }
 
 

@@ -50,6 +50,8 @@ ENVS = {
     "a2a-sdk": PeerEnv("a2a-sdk", "3.11", HERE / "requirements-a2a-sdk.txt"),
     # Bindu requires Python >= 3.12.
     "bindu": PeerEnv("bindu", "3.12", HERE / "requirements-bindu.txt"),
+    # bench/llm.py: LangGraph's own server (`langgraph dev`, in-memory runtime).
+    "langgraph-dev": PeerEnv("langgraph-dev", "3.11", HERE / "requirements-langgraph-dev.txt"),
 }
 
 
