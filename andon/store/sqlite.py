@@ -203,17 +203,20 @@ class SQLiteStore(Store):
         turn, self._turn = self._turn, None
         if _writing.get(self._file) is self:
             del _writing[self._file]
-        if turn is None or self._db is None:
+        if turn is None:
             return
+        db = self._db
         try:
-            self._db.execute("COMMIT")
+            if db is not None:
+                db.execute("COMMIT")
         except sqlite3.Error:
             # This turn's writes are lost, as in a crash: nothing outside was shown them.
             log.exception("could not commit this turn's writes")
             self.observer.store_failed()
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-        turn.set_result(None)
+            if db is not None and db.in_transaction:
+                db.execute("ROLLBACK")
+        finally:
+            turn.set_result(None)  # whatever happened, nobody waits for it forever
 
     async def committed(self) -> None:
         if self._turn is not None:
