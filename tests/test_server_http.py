@@ -302,9 +302,23 @@ async def test_a_last_event_id_that_names_no_event_is_invalid_params(peer: Peer)
     for value in ("-1", str(2**63), "1e3"):
         reply = await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": value})
         assert_error(reply, -32602)
-    # The largest event number there can be is valid: nothing comes after it.
+    # The largest event number there can be is a number, but nothing comes after it in
+    # an ended task: answered as a subscribe without an id, not with an empty stream.
     last = {"Last-Event-ID": str(2**63 - 1)}
-    assert await peer.collect("subscribe", {"id": task["id"]}, last) == []
+    assert_error(await peer.call("subscribe", {"id": task["id"]}, last), -32004)
+
+
+async def test_resuming_an_ended_task_after_its_final_event_is_unsupported(peer: Peer) -> None:
+    task = await peer.send("echo x")
+    log = await event_log(peer, task["id"])
+    final = log[-1]
+    assert final is not None
+    # From before the final event: replayed up to it.
+    replay = await peer.collect("subscribe", {"id": task["id"]}, {"Last-Event-ID": str(final - 1)})
+    assert [item.seq for item in replay] == [final]
+    for after in (final, final + 1, final + 1000):
+        reply = await peer.call("subscribe", {"id": task["id"]}, {"Last-Event-ID": str(after)})
+        assert_error(reply, -32004)
 
 
 @pytest.mark.parametrize("policy", [5, ["cancel"], "cancel-when-orphaned=soon", "stop"])

@@ -113,11 +113,15 @@ class Operations:
         policy: DisconnectPolicy,
     ) -> AsyncIterator[Update]:
         """SubscribeToTask / tasks/resubscribe. With a last event id, replays what came
-        after it (an ended task included); without, starts with the task as it is."""
+        after it (an ended task included, up to its final event); without, starts with
+        the task as it is, and an ended task is UnsupportedOperation."""
         resume = last_event_id or params.last_event_id
         task, last_seq = await self.service.snapshot(params.id, principal)
-        if resume is not None:
-            return self._stream(task, _event_number(resume), principal, policy, first=False)
+        after = _event_number(resume) if resume is not None else None
+        # Resuming an ended task after its last event would replay nothing: an empty
+        # stream that looks like success. It is answered as a subscribe without an id.
+        if after is not None and not (task.status.state.terminal and after >= last_seq):
+            return self._stream(task, after, principal, policy, first=False)
         if task.status.state.terminal:
             raise UnsupportedOperation(
                 f"task {params.id} has ended ({task.status.state.value}); use GetTask"
