@@ -15,7 +15,7 @@
 # its card check allows no 0.3 field; set ANDON_TCK_A2A_VERSIONS=1.0,0.3 to run it
 # against the default, both versions (see docs/CONFORMANCE.md).
 #
-# Exit status: 0 when every MUST requirement the TCK tested passed on both transports.
+# Exit status: 0 when every MUST requirement the TCK tested passed on every transport.
 set -euo pipefail
 
 usage() {

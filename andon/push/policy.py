@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+RESOLVE_WAIT = 5.0
+"""Seconds a config's check waits for DNS before leaving the host to delivery's check."""
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -109,8 +111,9 @@ class PushPolicy:
         allowed. A host that does not resolve now is accepted: delivery checks again."""
         parsed = self.parse(url)
         try:
-            addresses = await _resolve(parsed.host, parsed.port or _default_port(parsed))
-        except OSError:
+            async with asyncio.timeout(RESOLVE_WAIT):
+                addresses = await _resolve(parsed.host, parsed.port or _default_port(parsed))
+        except (OSError, TimeoutError):
             return parsed
         for address in addresses:
             self._check_address(parsed.host, address)
