@@ -224,7 +224,7 @@ class FakeModelServer:
         gone = asyncio.ensure_future(receive())
         gone.add_done_callback(client_went)
         try:
-            await Reply(generation, plan, request, send).play()
+            await Reply(generation, plan, request, send, _closing(receive)).play()
         except asyncio.CancelledError:
             if generation.disconnected_ns is None:
                 raise
@@ -279,11 +279,13 @@ class Reply:
         plan: Plan,
         request: dict[str, Any],
         send: Send,
+        closing: Callable[[], bool],
     ) -> None:
         self.g = generation
         self.plan = plan
         self.request = request
         self.send = send
+        self.client_gone = closing
         self.openai = generation.dialect == "openai"
         self.started = 0.0
         self.count = 0
@@ -329,6 +331,12 @@ class Reply:
             return False
         due = self.started + self.count / plan.rate if plan.rate > 0 else 0.0
         await asyncio.sleep(max(0.0, due - time.monotonic()))
+        if self.client_gone():
+            # The loop has read the client's end of the connection, but the disconnect
+            # has not reached the app yet: check before each token, as llama.cpp's
+            # server does, rather than generate on into a closed socket.
+            self.g.disconnected_ns = _now()
+            raise asyncio.CancelledError
         self.count += 1
         self.g.tokens.append(_now())
         return True
@@ -442,6 +450,15 @@ def _text(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return ""
+
+
+def _closing(receive: Receive) -> Callable[[], bool]:
+    """Whether the connection of this request is closing: uvicorn's `receive` belongs to
+    an object holding the transport (its h11 and httptools protocols both do)."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is None:
+        return lambda: False
+    return transport.is_closing  # type: ignore[no-any-return]
 
 
 def _is_tool_result(message: dict[str, Any]) -> bool:
