@@ -83,6 +83,32 @@ class A2A10:
         return {"messageId": new_id(), "role": "ROLE_USER", "parts": [{"text": text}]}
 
 
+class FastA2A:
+    """FastA2A's JSON-RPC (A2A 0.3 methods, camelCase): `message/send` answers at once
+    with the task `submitted` (`{"task": ...}`); `tasks/get`, `tasks/cancel` take `id`."""
+
+    headers = {"Content-Type": "application/json"}
+
+    def send(self, text: str, task_id: str, *, wait: bool) -> JSON:
+        message = {"role": "user", "kind": "message", "messageId": new_id()}
+        return rpc(
+            "message/send", {"message": {**message, "parts": [{"kind": "text", "text": text}]}}
+        )
+
+    def get(self, task_id: str) -> JSON:
+        return rpc("tasks/get", {"id": task_id})
+
+    def cancel(self, task_id: str) -> JSON:
+        return rpc("tasks/cancel", {"id": task_id})
+
+    def task(self, reply: JSON) -> JSON:
+        value = result(reply)
+        return value.get("task", value)  # type: ignore[no-any-return]
+
+    def state(self, task: JSON) -> str:
+        return str(task["status"]["state"])
+
+
 class Bindu:
     """Bindu's JSON-RPC: `message/send`, `message/stream`, `tasks/get`, `tasks/cancel`."""
 

@@ -22,7 +22,14 @@ examples/llm_agent.py (andon.llm) and examples/openai_agent.py (the official cli
 (andon.integrations.langgraph) under `andon serve`, and its assistant node under
 LangGraph's own server (`langgraph dev`, bench/peers/langgraph_dev_server.py), started
 and cancelled through LangGraph's API as its SDK does (a background run; `POST
-.../cancel?wait=true`, whose run then reads `interrupted`).
+.../cancel?wait=true`, whose run then reads `interrupted`). And the agent frameworks,
+each under `andon serve` and served the way its users serve it today: a pydantic-ai agent
+(examples/pydantic_ai_agent.py; through FastA2A's `agent_to_a2a`,
+bench/peers/fasta2a_pydantic_ai_server.py) and an OpenAI Agents SDK agent
+(examples/openai_agents_agent.py; `Runner.run_streamed` in an a2a-sdk 1.3 executor,
+bench/peers/a2a_sdk_agents_server.py). A server whose cancel answers only once the work
+ended shows 0 tokens after its answer: the tokens generated after the cancel was sent
+say what it let run.
 
 **Streaming cost.** `andon serve examples/llm_agent.py:agent` (SQLite) with N concurrent
 tasks, each streaming `--seconds` s of tokens at 200 tokens/s into its artifact. The
@@ -40,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import json
 import os
 import statistics
@@ -55,7 +63,7 @@ import httpx
 
 from andon.client.sse import read_events
 from bench import procs
-from bench.dialects import A2A10, JSON
+from bench.dialects import A2A10, JSON, FastA2A
 from bench.peers import launch
 from bench.stats import percentile
 
@@ -77,9 +85,21 @@ SERVINGS: dict[str, tuple[str, list[str]]] = {
         [f"{ROOT / 'examples' / 'langgraph_agent.py'}:agent"],
     ),
     "LangGraph (langgraph dev 0.16)": ("langgraph-dev", []),
+    "pydantic-ai pydantic_agent (andon)": (
+        "andon",
+        [f"{ROOT / 'examples' / 'pydantic_ai_agent.py'}:agent"],
+    ),
+    "pydantic-ai agent_to_a2a (fasta2a 2.1)": ("fasta2a-pydantic-ai", []),
+    "Agents SDK openai_agent (andon)": (
+        "andon",
+        [f"{ROOT / 'examples' / 'openai_agents_agent.py'}:agent"],
+    ),
+    "Agents SDK run_streamed (a2a-sdk 1.3)": ("a2a-sdk-agents", []),
 }
 CANCELED = {"canceled", "interrupted"}
 """A task's (A2A) or a run's (LangGraph API: cancel's default action) state after a cancel."""
+PEER_DIALECTS: dict[str, A2A10 | FastA2A] = {"fasta2a-pydantic-ai": FastA2A()}
+"""The dialect of a peer that does not speak A2A 1.0."""
 
 
 # --- the fake model server, as a process ----------------------------------------------
@@ -173,8 +193,8 @@ async def serving(
         launch.stop(proc)
 
 
-async def rpc(http: httpx.AsyncClient, request: JSON) -> JSON:
-    reply = await http.post("/", json=request, headers=DIALECT.headers)
+async def rpc(http: httpx.AsyncClient, request: JSON, dialect: A2A10 | FastA2A = DIALECT) -> JSON:
+    reply = await http.post("/", json=request, headers=dialect.headers)
     return reply.json()  # type: ignore[no-any-return]
 
 
@@ -192,13 +212,14 @@ async def poll(check: Callable[[], Awaitable[bool]], timeout: float, interval: f
 
 async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: float) -> JSON:
     peer, args = SERVINGS[name]
+    dialect = PEER_DIALECTS.get(peer, DIALECT)
     samples: list[JSON] = []
     begin, stop = (
         (langgraph_start, langgraph_cancel)
         if peer == "langgraph-dev"
         else (
-            a2a_start,
-            a2a_cancel,
+            functools.partial(a2a_start, dialect=dialect),
+            functools.partial(a2a_cancel, dialect=dialect),
         )
     )
     async with serving(peer, args, fake, workdir) as (_, http):
@@ -215,7 +236,7 @@ async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: flo
                 return len(current["tokens"]) >= want
 
             await poll(generated, 20, 0.002)
-            asked = time.monotonic()
+            asked, asked_ns = time.monotonic(), time.monotonic_ns()
             state = await stop(http, task_id)
             answered = time.monotonic_ns()
             call_ms = (time.monotonic() - asked) * 1000
@@ -228,10 +249,12 @@ async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: flo
 
             await poll(settled, window + 5, 0.01)
             after = sum(1 for t in generation["tokens"] if answered < t <= end)
+            after_asked = sum(1 for t in generation["tokens"] if asked_ns < t <= end)
             gone = generation["disconnected_ns"]
             samples.append(
                 {
                     "after": after,
+                    "after_asked": after_asked,
                     "state": state,
                     "ended": generation["ended"],
                     "call_ms": call_ms,
@@ -242,14 +265,16 @@ async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: flo
     return summarize_cancels(samples)
 
 
-async def a2a_start(http: httpx.AsyncClient, text: str) -> str:
-    reply = await rpc(http, DIALECT.send(text, "", wait=False))
-    return str(DIALECT.task(reply)["id"])
+async def a2a_start(http: httpx.AsyncClient, text: str, dialect: A2A10 | FastA2A = DIALECT) -> str:
+    reply = await rpc(http, dialect.send(text, "", wait=False), dialect)
+    return str(dialect.task(reply)["id"])
 
 
-async def a2a_cancel(http: httpx.AsyncClient, task_id: str) -> str:
-    """CancelTask; the state it answered with."""
-    return str(DIALECT.state(DIALECT.task(await rpc(http, DIALECT.cancel(task_id)))))
+async def a2a_cancel(
+    http: httpx.AsyncClient, task_id: str, dialect: A2A10 | FastA2A = DIALECT
+) -> str:
+    """CancelTask (or the dialect's tasks/cancel); the state it answered with."""
+    return str(dialect.state(dialect.task(await rpc(http, dialect.cancel(task_id), dialect))))
 
 
 async def langgraph_start(http: httpx.AsyncClient, text: str) -> str:
@@ -275,6 +300,7 @@ def summarize_cancels(samples: list[JSON]) -> JSON:
         "after_p99": percentile(after, 99),
         "after_max": max(after),
         "with_tokens_after": sum(1 for a in after if a),
+        "after_asked_p50": statistics.median(s.get("after_asked", 0) for s in samples),
         "canceled": sum(1 for s in samples if s["state"] in CANCELED),
         "model_saw_disconnect": len(seen),
         "disconnect_vs_answer_ms_p50": statistics.median(seen) if seen else None,
@@ -397,15 +423,16 @@ def render(record: JSON) -> str:
     if record.get("cancels"):
         lines += [
             "| serving | cancels | tokens after the cancel answer p50 / p99 / max | "
-            "cancels with any | `canceled` | model saw the disconnect | "
-            "disconnect - answer, ms (p50) | cancel call, ms (p50) |",
-            "|---|---|---|---|---|---|---|---|",
+            "cancels with any | tokens after the cancel was sent (p50) | `canceled` | "
+            "model saw the disconnect | disconnect - answer, ms (p50) | cancel call, ms (p50) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for name, s in record["cancels"].items():
             gap = s["disconnect_vs_answer_ms_p50"]
             lines.append(
                 f"| {name} | {s['n']} | {s['after_p50']:g} / {s['after_p99']:g} / "
-                f"{s['after_max']:g} | {s['with_tokens_after']} | {s['canceled']} | "
+                f"{s['after_max']:g} | {s['with_tokens_after']} | "
+                f"{s.get('after_asked_p50', 0):g} | {s['canceled']} | "
                 f"{s['model_saw_disconnect']} | {'—' if gap is None else f'{gap:.2f}'} | "
                 f"{s['cancel_call_ms_p50']:.2f} |"
             )

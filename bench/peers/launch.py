@@ -70,6 +70,22 @@ PEERS = {
     "langgraph-dev": Peer(
         "langgraph-dev", HERE / "langgraph_dev_server.py", "/ok", "/", "langgraph-api"
     ),
+    # bench/llm.py: a pydantic-ai agent through FastA2A, an Agents SDK agent on a2a-sdk.
+    "fasta2a-pydantic-ai": Peer(
+        "fasta2a-pydantic-ai",
+        HERE / "fasta2a_pydantic_ai_server.py",
+        "/.well-known/agent-card.json",
+        "/",
+        "0.3",
+        venv="fasta2a",
+    ),
+    "a2a-sdk-agents": Peer(
+        "a2a-sdk-agents",
+        HERE / "a2a_sdk_agents_server.py",
+        "/.well-known/agent-card.json",
+        "/",
+        "1.0+0.3",
+    ),
 }
 
 

@@ -48,6 +48,9 @@ class PeerEnv:
 
 ENVS = {
     "a2a-sdk": PeerEnv("a2a-sdk", "3.11", HERE / "requirements-a2a-sdk.txt"),
+    # bench/llm.py: the agent frameworks served the way their users serve them today.
+    "fasta2a": PeerEnv("fasta2a", "3.11", HERE / "requirements-fasta2a.txt"),
+    "a2a-sdk-agents": PeerEnv("a2a-sdk-agents", "3.11", HERE / "requirements-a2a-sdk-agents.txt"),
     # Bindu requires Python >= 3.12.
     "bindu": PeerEnv("bindu", "3.12", HERE / "requirements-bindu.txt"),
     # bench/llm.py: LangGraph's own server (`langgraph dev`, in-memory runtime).
