@@ -150,6 +150,7 @@ class Attempt:
             time.time_ns() - int((time.monotonic() - started) * 1e9),
         )
         hard_deadline = time.monotonic() + settings.graceful_period + settings.hard_deadline
+        delegated = bool(self.owned)
         owned = asyncio.ensure_future(
             self._stop_owned(reason, scope.mode or CancelMode.IMMEDIATE, hard_deadline)
         )
@@ -171,7 +172,8 @@ class Attempt:
         survivors = await processes
         tracing.event("processes stopped", {"killed_after_grace": len(self.processes.killed)})
         survivors += await owned
-        tracing.event("remote children stopped")
+        if delegated:
+            tracing.event("remote children stopped")
         survivors += await self.threads.wait(hard_deadline - time.monotonic())
         tracing.event("threads stopped")
         if agent.done():
