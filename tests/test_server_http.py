@@ -769,3 +769,15 @@ async def test_an_admin_may_cancel_anyones_task(secured: tuple[AndonServer, str]
         swept = await root.result("cancel_many", {"states": ["TASK_STATE_WORKING"]})
         assert again["id"] in {r["id"] for r in swept["results"]}
         assert reason_of(await alice.get(again["id"])) == "operator"
+
+
+async def test_a_405_allows_exactly_the_methods_served_at_its_path(server: AndonServer) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for path, allowed in (
+            ("/", "GET, HEAD, POST"),  # the web page and JSON-RPC: two routes, one path
+            ("/tasks/x:subscribe", "GET, HEAD, POST"),
+            ("/tasks/x:cancel", "POST"),  # not /tasks/{id}'s GET, though its pattern matches
+            ("/v1/tasks/x:retry", "POST"),
+        ):
+            response = await http.request("OPTIONS", path)
+            assert (response.status_code, response.headers["allow"]) == (405, allowed), path

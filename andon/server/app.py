@@ -372,13 +372,18 @@ async def _no_route(request: Request, exc: Exception) -> Response:
 
 
 def _allowed(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's own `Allow` names only
-    the first route's: `/` is both the web page, GET, and JSON-RPC, POST)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE:
-            methods |= route.methods or set()
-    return sorted(methods)
+    """Every method served at this path by the routes of the path template Starlette
+    matched first (its own `Allow` names only that one route's methods, and `/` is two
+    routes: the web page, GET, and JSON-RPC, POST)."""
+    matching = [
+        route
+        for route in request.app.router.routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
+    ]
+    if not matching:
+        return []
+    template = matching[0].path
+    return sorted({m for route in matching if route.path == template for m in route.methods or ()})
 
 
 def rest_error(status: int, message: str, reason: str) -> dict[str, Any]:
