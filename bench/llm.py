@@ -22,7 +22,8 @@ examples/llm_agent.py (andon.llm) and examples/openai_agent.py (the official cli
 (andon.integrations.langgraph) under `andon serve`, and its assistant node under
 LangGraph's own server (`langgraph dev`, bench/peers/langgraph_dev_server.py), started
 and cancelled through LangGraph's API as its SDK does (a background run; `POST
-.../cancel?wait=true`, whose run then reads `interrupted`). And the agent frameworks,
+.../cancel?wait=true`, whose run then reads `interrupted`), or through its A2A endpoint
+(message/stream kept open, then tasks/cancel). And the agent frameworks,
 each under `andon serve` and served the way its users serve it today: a pydantic-ai agent
 (examples/pydantic_ai_agent.py; through FastA2A's `agent_to_a2a`,
 bench/peers/fasta2a_pydantic_ai_server.py) and an OpenAI Agents SDK agent
@@ -85,6 +86,7 @@ SERVINGS: dict[str, tuple[str, list[str]]] = {
         [f"{ROOT / 'examples' / 'langgraph_agent.py'}:agent"],
     ),
     "LangGraph (langgraph dev 0.16)": ("langgraph-dev", []),
+    "LangGraph A2A endpoint (langgraph dev 0.16)": ("langgraph-dev", ["a2a"]),
     "pydantic-ai pydantic_agent (andon)": (
         "andon",
         [f"{ROOT / 'examples' / 'pydantic_ai_agent.py'}:agent"],
@@ -215,13 +217,16 @@ async def cancels(name: str, fake: FakeModel, workdir: Path, n: int, window: flo
     dialect = PEER_DIALECTS.get(peer, DIALECT)
     samples: list[JSON] = []
     begin, stop = (
-        (langgraph_start, langgraph_cancel)
-        if peer == "langgraph-dev"
-        else (
-            functools.partial(a2a_start, dialect=dialect),
-            functools.partial(a2a_cancel, dialect=dialect),
-        )
+        functools.partial(a2a_start, dialect=dialect),
+        functools.partial(a2a_cancel, dialect=dialect),
     )
+    if peer == "langgraph-dev":  # its own API, or with args ["a2a"] its A2A endpoint
+        begin, stop = (
+            (langgraph_a2a_start, langgraph_a2a_cancel)
+            if args
+            else (langgraph_start, langgraph_cancel)
+        )
+        args = []
     async with serving(peer, args, fake, workdir) as (_, http):
         start = len(await fake.generations())
         for i in range(n):
@@ -289,6 +294,51 @@ async def langgraph_cancel(http: httpx.AsyncClient, run: str) -> str:
     """`client.runs.cancel(thread, run, wait=True)`; the run's status after it."""
     await http.post(f"{run}/cancel", params={"wait": "true"})
     return str((await http.get(run)).json()["status"])
+
+
+LANGGRAPH_A2A_STREAMS: dict[str, asyncio.Task[None]] = {}
+"""The open message/stream of each task sent to langgraph dev's A2A endpoint."""
+
+
+async def langgraph_a2a_path(http: httpx.AsyncClient) -> str:
+    """`/a2a/<assistant id>` of the graph `agent` (the endpoint wants the assistant's id)."""
+    found = (await http.post("/assistants/search", json={"graph_id": "agent"})).json()
+    return f"/a2a/{found[0]['assistant_id']}"
+
+
+async def langgraph_a2a_start(http: httpx.AsyncClient, text: str) -> str:
+    """message/stream (A2A 0.3, which the endpoint speaks) to the graph's assistant, kept open as a
+    client that follows its answer would; the task's id, from its first event."""
+    message = {"kind": "message", "messageId": os.urandom(8).hex(), "role": "user"}
+    message["parts"] = [{"kind": "text", "text": text}]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "message/stream", "params": {"message": message}}
+    known: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def follow() -> None:
+        headers = {"Accept": "text/event-stream"}
+        path = await langgraph_a2a_path(http)
+        async with http.stream("POST", path, json=body, headers=headers) as reply:
+            async for event in read_events(reply.aiter_lines()):
+                result = json.loads(event.data).get("result", {})
+                task_id = result.get("taskId") or result.get("id")
+                if task_id and not known.done():
+                    known.set_result(str(task_id))
+
+    stream = asyncio.create_task(follow())
+    task_id = await asyncio.wait_for(known, 60)
+    LANGGRAPH_A2A_STREAMS[task_id] = stream
+    return task_id
+
+
+async def langgraph_a2a_cancel(http: httpx.AsyncClient, task_id: str) -> str:
+    """tasks/cancel; the state it answered with (the stream is closed afterwards)."""
+    request = {"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel", "params": {"id": task_id}}
+    answer = (await http.post(await langgraph_a2a_path(http), json=request)).json()
+    stream = LANGGRAPH_A2A_STREAMS.pop(task_id)
+    stream.cancel()
+    with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+        await stream
+    return str(answer.get("result", {}).get("status", {}).get("state", answer.get("error")))
 
 
 def summarize_cancels(samples: list[JSON]) -> JSON:
