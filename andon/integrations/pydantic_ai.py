@@ -25,8 +25,9 @@ become progress events. What andon adds to the run:
 - **Usage** (`RunUsage`) goes into the task's `andon.usage`; the cut answer's tokens,
   which the model server never reported, are counted from the deltas received
   (`estimated`).
-- A graceful cancel stops the run at its next step (before the next model request or
-  tool call), as pydantic-ai's own `RunContext.cancel()` does.
+- A graceful cancel lets the step in progress finish (a model answer, a round of tools)
+  and ends the run with pydantic-ai's own `RunContext.cancel()` as the next one opens (a
+  model request then opened is closed at once).
 
 Plain tools reach the task through `andon.current_task()` (`await
 andon.current_task().run(command)` runs a command as a process of the task).
