@@ -21,6 +21,8 @@ RANKS = {
     "client.discover": 0,
     "client.errors": 0,
     "client.sse": 0,
+    "client.grpc_transport": 0,
+    "grpc_binding.messages": 0,  # the gRPC wire messages: protobuf only
     "telemetry": 0,  # the package itself: a docstring
     "telemetry.tracing": 0,
     "telemetry.logs": 0,
@@ -37,6 +39,7 @@ RANKS = {
     "service": 5,
     "options": 5,  # the andon.* metadata keys the service accepts
     "server": 6,
+    "grpc_binding": 6,  # the gRPC transport, beside server/
     "client": 6,
     "node": 7,
     "cli": 7,
@@ -45,7 +48,8 @@ RANKS = {
     "starter": 7,  # the files `andon init` writes
     "": 8,  # the package's own __init__: the public surface
 }
-TRANSPORTS_SEE = {"protocol", "telemetry", "service", "server", "client"}
+TRANSPORTS = ("server", "grpc_binding", "client")
+TRANSPORTS_SEE = {"protocol", "telemetry", "service", *TRANSPORTS}
 """What the server and client packages may import: every operation goes through
 TaskService (the client only speaks the protocol)."""
 
@@ -97,7 +101,7 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
             other = part_of(imported)
             if RANKS[other] > RANKS[own]:
                 wrong.append(f"{module} ({own}) imports {imported} ({other})")
-            elif own.split(".")[0] in ("server", "client") and (
+            elif own.split(".")[0] in TRANSPORTS and (
                 other.split(".")[0] not in TRANSPORTS_SEE
             ):
                 wrong.append(f"{module} is a transport: it imports {imported}")
