@@ -101,9 +101,7 @@ def test_no_module_imports_a_layer_above_its_own() -> None:
             other = part_of(imported)
             if RANKS[other] > RANKS[own]:
                 wrong.append(f"{module} ({own}) imports {imported} ({other})")
-            elif own.split(".")[0] in TRANSPORTS and (
-                other.split(".")[0] not in TRANSPORTS_SEE
-            ):
+            elif own.split(".")[0] in TRANSPORTS and (other.split(".")[0] not in TRANSPORTS_SEE):
                 wrong.append(f"{module} is a transport: it imports {imported}")
     assert wrong == []
 
