@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import pytest
 import andon
 from andon import Agent, RuntimeSettings, SyncTaskContext, TaskContext, TaskService, open_service
 from andon.protocol.types import TaskState
-from andon.runtime.containment import detect
+from andon.runtime.containment import detect, set_subreaper
 from andon.runtime.keeper import running
 from tests.conftest import FAST_RUNTIME, STORES, each_store
 from tests.helpers import USER, eventually, user_text, wait_state
@@ -49,11 +49,15 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=KINDS)
-def containment(request: pytest.FixtureRequest) -> str:
+def containment(request: pytest.FixtureRequest) -> Iterator[str]:
     kind: str = request.param
     if kind == "cgroup" and detect("auto").kind != "cgroup":
         pytest.skip("no writable cgroup v2 on this machine")  # CI's machine has one
-    return kind
+    yield kind
+    if kind == "subreaper":
+        # The subreaper kind made this test process the parent of every orphan; later
+        # tests count this process's children, so orphans go back to init.
+        set_subreaper(False)
 
 
 @asynccontextmanager

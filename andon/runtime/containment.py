@@ -124,7 +124,17 @@ def detect(wanted: str = "auto") -> Containment:
     where one can be made and killed, else the subreaper."""
     if wanted == "auto":
         wanted = os.environ.get("ANDON_CONTAINMENT", "auto")
-    return _detect(wanted)
+    containment = _detect(wanted)
+    if containment.kind == "subreaper":
+        set_subreaper(True)  # each time: whoever turned it off, this process needs it now
+    return containment
+
+
+def set_subreaper(on: bool) -> None:
+    """Make this process (or stop it being) the one its orphaned descendants re-parent to."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
+        log.warning("could not set the child subreaper flag (errno %d)", ctypes.get_errno())
 
 
 @cache
@@ -139,9 +149,6 @@ def _detect(wanted: str) -> Containment:
             return containment
         if wanted == "cgroup":
             raise RuntimeError("ANDON_CONTAINMENT=cgroup, but no writable cgroup v2 was found")
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        log.warning("could not become a child subreaper (errno %d)", ctypes.get_errno())
     return Containment("subreaper")
 
 
