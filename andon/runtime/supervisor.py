@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from andon.protocol.stops import KILL_GRACE, KILLED, STOP_MS, SURVIVORS, describe_stop
@@ -43,7 +44,7 @@ from andon.telemetry.observe import NO_OBSERVER, Observer
 
 log = logging.getLogger("andon.runtime")
 
-OnClaimed = Any  # Callable[[TaskRecord], Awaitable[None]]
+OnClaimed = Callable[[TaskRecord], Coroutine[Any, Any, None]]
 
 
 class Supervisor:
