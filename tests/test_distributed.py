@@ -25,6 +25,7 @@ import pytest
 from andon.client import AndonClient
 from andon.client.api import StreamEvent
 from andon.client.errors import TaskNotCancelable
+from andon.dispatch.queue import QueueDispatcher
 from andon.node.database import upgrade
 from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent, new_id
 from andon.runtime.keeper import live_members
@@ -457,3 +458,27 @@ async def test_sigterm_drains_a_worker_then_cancels_what_is_left(
             assert finished.status.state is S.COMPLETED
             assert cancelled.status.state is S.CANCELED
             assert (cancelled.metadata or {})["andon.reason"] == "shutdown"
+
+
+async def test_a_worker_takes_a_job_and_its_lease_in_one_transaction(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    queue = QueueDispatcher(postgres_url, store)
+    await queue.start()
+    try:
+        await queue.dispatch("task-1", "")
+        worker_id = await queue.app.job_manager.register_worker()
+        taken = await queue.leases.take(queue.settings.queue, worker_id)
+        assert taken is not None and taken.task_id == "task-1" and taken.leased
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            cursor = await conn.execute(
+                "SELECT j.status, j.xmin::text = l.xmin::text FROM procrastinate_jobs j"
+                " JOIN andon_leases l ON l.job_id = j.id WHERE l.task_id = 'task-1'"
+            )
+            assert await cursor.fetchone() == ("doing", True)
+        # A second job of a task whose lease is held: taken without it (a duplicate).
+        await queue.leases.requeue("elsewhere", taken.job_id)  # not this worker's lease
+        again = await queue.leases.take(queue.settings.queue, worker_id)
+        assert again is not None and again.job_id == taken.job_id and not again.leased
+        assert await queue.leases.take(queue.settings.queue, worker_id) is None
+    finally:
+        await queue.stop()

@@ -21,20 +21,45 @@ from andon.store.pg_retry import NEVER_RAN, Conn, Errors, retrying
 
 Forget = Callable[[str], Awaitable[None]]
 
-ACQUIRE: Final = """
-INSERT INTO andon_leases (task_id, job_id, worker, expires_at)
-VALUES (%s, %s, %s, now() + make_interval(secs => %s))
-ON CONFLICT (task_id) DO NOTHING
-RETURNING task_id
+# The lease is inserted only for a job taken; a conflict means another worker holds the
+# task (the job is a duplicate).
+TAKE: Final = """
+WITH job AS (
+    SELECT id, args FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s)
+), lease AS (
+    INSERT INTO andon_leases (task_id, job_id, worker, expires_at)
+    SELECT args ->> 'task_id', id, %(worker)s, now() + make_interval(secs => %(duration)s)
+    FROM job WHERE id IS NOT NULL
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id
+)
+SELECT id, args, EXISTS (SELECT 1 FROM lease) FROM job WHERE id IS NOT NULL
 """
+# Letting go: the lease (if this worker holds it) and the job, in one transaction, so a
+# worker taking a requeued job never finds the lease still there.
+RELEASE: Final = """
+WITH released AS (
+    DELETE FROM andon_leases WHERE task_id = %(task_id)s AND worker = %(worker)s
+)
+SELECT procrastinate_finish_job_v1(%(job_id)s, 'succeeded', true)
+"""
+REQUEUE: Final = """
+WITH released AS (
+    DELETE FROM andon_leases WHERE task_id = %(task_id)s AND worker = %(worker)s
+)
+SELECT procrastinate_retry_job_v2(%(job_id)s, now(), NULL, NULL, NULL)
+"""
+DROP: Final = "SELECT procrastinate_finish_job_v1(%(job_id)s, 'succeeded', true)"
 CLAIMED: Final = "UPDATE andon_leases SET epoch = %s WHERE task_id = %s AND worker = %s"
-RELEASE: Final = "DELETE FROM andon_leases WHERE task_id = %s AND worker = %s"
 RENEW: Final = """
 UPDATE andon_leases SET expires_at = now() + make_interval(secs => %s)
 WHERE worker = %s AND task_id = ANY(%s)
 RETURNING task_id
 """
-JOB_OF: Final = "SELECT job_id FROM andon_leases WHERE task_id = %s AND epoch = %s"
+ABORT: Final = """
+SELECT procrastinate_cancel_job_v1(job_id, true, false)
+FROM andon_leases WHERE task_id = %s AND epoch = %s
+"""
 HOLDER: Final = "SELECT worker FROM andon_leases WHERE task_id = %s"
 EXPIRED: Final = """
 SELECT task_id, job_id, epoch FROM andon_leases WHERE expires_at < now()
@@ -53,6 +78,17 @@ ORDER BY t.created_at LIMIT %s
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    """A job this worker took from the queue."""
+
+    job_id: int
+    task_id: str
+    serial: bool
+    leased: bool
+    """Whether the task's lease came with it (False: another worker holds the task)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Lapsed:
     """A lease that ran out: its worker stopped renewing it."""
 
@@ -67,19 +103,38 @@ class Leases:
         self.worker = worker
         self.duration = duration
 
-    async def acquire(self, task_id: str, job_id: int) -> bool:
-        """Take the task for this worker; False if another worker holds it."""
-        params = (task_id, job_id, self.worker, self.duration)
-        # Sent again only if it surely did not run: a lost reply to a committed insert
-        # would read, the second time, as someone else's lease.
-        return await fetchone(self.pool, ACQUIRE, params, NEVER_RAN) is not None
+    async def take(self, queue: str, worker_id: int) -> Taken | None:
+        """The next job of the queue, with its task's lease; None if no job waits.
+
+        Sent again only if it surely did not run. (After a lost reply, the job taken is
+        `doing` and its lease never renewed: a reaper puts it back once the lease lapses.)"""
+        params = {
+            "queues": [queue],
+            "worker_id": worker_id,
+            "worker": self.worker,
+            "duration": self.duration,
+        }
+        row = await fetchone(self.pool, TAKE, params, NEVER_RAN)
+        if row is None:
+            return None
+        job_id, args, leased = row
+        return Taken(job_id, str(args["task_id"]), bool(args.get("serial")), leased)
 
     async def claimed(self, task_id: str, epoch: int) -> None:
         """The attempt's epoch: from now on, cancels for it are written here."""
         await self._execute(CLAIMED, (epoch, task_id, self.worker))
 
-    async def release(self, task_id: str) -> None:
-        await self._execute(RELEASE, (task_id, self.worker))
+    async def release(self, task_id: str, job_id: int) -> None:
+        """Done with the task: the lease and the job go."""
+        await self._execute(RELEASE, {"task_id": task_id, "job_id": job_id, "worker": self.worker})
+
+    async def requeue(self, task_id: str, job_id: int) -> None:
+        """The task was never started here: the lease goes, the job back to the queue."""
+        await self._execute(REQUEUE, {"task_id": task_id, "job_id": job_id, "worker": self.worker})
+
+    async def drop(self, job_id: int) -> None:
+        """A duplicate job of a task another worker holds: it goes, the lease stays."""
+        await self._execute(DROP, {"job_id": job_id})
 
     async def renew(self, task_ids: Collection[str]) -> set[str]:
         """Extend this worker's leases on these tasks; returns those it still holds."""
@@ -92,11 +147,11 @@ class Leases:
 
         return await retrying(self.pool, op)
 
-    async def job_of(self, task_id: str, epoch: int) -> int | None:
-        """The job of the attempt `epoch` of the task, once its worker has claimed it
-        (before that, the worker reads the task's state after registering it)."""
-        row = await fetchone(self.pool, JOB_OF, (task_id, epoch))
-        return int(row[0]) if row else None
+    async def abort(self, task_id: str, epoch: int) -> None:
+        """Abort the job of the attempt `epoch` of the task (procrastinate tells its worker
+        by NOTIFY), once its worker has claimed it; before that, the worker reads the
+        task's state after registering the attempt. Aborting twice is aborting once."""
+        await self._execute(ABORT, (task_id, epoch))
 
     async def holder(self, task_id: str) -> str | None:
         row = await fetchone(self.pool, HOLDER, (task_id,))

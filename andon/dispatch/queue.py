@@ -170,10 +170,7 @@ class QueueDispatcher(Dispatcher):
 
     async def cancel(self, record: TaskRecord) -> None:
         # The worker reads the reason and mode from the task, where the service put them.
-        job_id = await self.leases.job_of(record.id, record.epoch)
-        if job_id is not None:
-            jobs = self.app.job_manager  # aborting twice is aborting once
-            await queue_call(self.pool, lambda: jobs.cancel_job_by_id_async(job_id, abort=True))
+        await self.leases.abort(record.id, record.epoch)
 
     async def answer(self, task_id: str, epoch: int | None, message: Message) -> None:
         payload = f"{task_id} {epoch}"

@@ -1,10 +1,10 @@
 """The worker side of distributed dispatch: take jobs from the queue, run their attempts
 with the Supervisor, and carry the cancels and answers meant for them.
 
-A job becomes an attempt in four steps: the worker takes the job (procrastinate marks
-it `doing`), takes the task's lease, claims the task (the store's compare-and-set,
-epoch + 1) and records the epoch on the lease, then registers the attempt and reads
-the task's state once more. A cancel that came before the claim finds the task
+A job becomes an attempt in three steps: the worker takes the job (procrastinate marks
+it `doing`) and the task's lease in one statement, claims the task (the store's
+compare-and-set, epoch + 1) and records the epoch on the lease, then registers the
+attempt and reads the task's state once more. A cancel that came before the claim finds the task
 `submitted` and ends it there; one between the claim and the registration is read
 back; one after it finds the epoch on the lease and aborts the job, which procrastinate
 pushes to this worker by NOTIFY.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import time
@@ -28,13 +27,12 @@ from typing import Any, TypeVar
 
 import psycopg
 from procrastinate import exceptions as queue_errors
-from procrastinate.jobs import Job, Status
 from procrastinate.manager import JobManager, get_channel_for_queues
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from andon.dispatch.base import set_within
-from andon.dispatch.leases import Leases
+from andon.dispatch.leases import Leases, Taken
 from andon.protocol.types import ACTIVE_STATES, Message, TaskState
 from andon.runtime.supervisor import Supervisor
 from andon.store.base import Store, TaskRecord
@@ -51,7 +49,7 @@ UNFINISHED = frozenset({TaskState.SUBMITTED, *ACTIVE_STATES})
 
 
 T = TypeVar("T")
-LetGo = Callable[[int, str], Awaitable[None]]
+LetGo = Callable[[Taken], Awaitable[None]]
 
 
 async def queue_call(pool: AsyncConnectionPool[Conn], op: Callable[[], Awaitable[T]]) -> T:
@@ -163,25 +161,25 @@ class QueueWorker:
             except BaseException:
                 self._slots.release()
                 raise
-            handle = asyncio.create_task(self._handle(job), name=f"andon-job-{job.id}")
+            handle = asyncio.create_task(self._handle(job), name=f"andon-job-{job.job_id}")
             self._runs.add(handle)
             self._waiting.add(handle)
             self._idle.clear()
             handle.add_done_callback(self._done)
 
-    async def _next_job(self) -> Job:
+    async def _next_job(self) -> Taken:
         delay = 0.05
         while True:
             self._wake.clear()
             try:
                 assert self._worker_id is not None
-                job = await self.jobs.fetch_job([self.settings.queue], self._worker_id)
+                job = await self.leases.take(self.settings.queue, self._worker_id)
                 delay = 0.05
-            except queue_errors.ConnectorException as exc:
+            except psycopg.Error as exc:
                 log.warning("taking a job failed (%s); trying again in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.poll)
-                if isinstance(exc.__cause__, errors.ForeignKeyViolation):
+                if isinstance(exc, errors.ForeignKeyViolation):
                     # Away so long that another worker pruned this one: register again.
                     self._worker_id = await self.jobs.register_worker()
                 continue
@@ -200,19 +198,18 @@ class QueueWorker:
         if not self._runs:
             self._idle.set()
 
-    async def _handle(self, job: Job) -> None:
+    async def _handle(self, job: Taken) -> None:
         """Run the job's attempt. Holds one slot on entry, gives it back at the end."""
-        assert job.id is not None
-        task_id = str(job.task_kwargs["task_id"])
+        task_id = job.task_id
         holding_slot = True
         # Until the attempt starts, a job let go of goes back to the queue for another.
         let_go: LetGo | None = self._requeue
         try:
-            if not await self.leases.acquire(task_id, job.id):
+            if not job.leased:
                 let_go = self._drop  # another worker holds the task: this is a duplicate
                 return
-            self._held[job.id] = task_id
-            if job.task_kwargs.get("serial"):
+            self._held[job.job_id] = task_id
+            if job.serial:
                 # Waiting for the context takes no slot.
                 self._slots.release()
                 holding_slot = False
@@ -231,34 +228,26 @@ class QueueWorker:
         finally:
             if holding_slot:
                 self._slots.release()
-            self._held.pop(job.id, None)
+            self._held.pop(job.job_id, None)
             if let_go is not None:
                 try:
-                    await asyncio.shield(let_go(job.id, task_id))
+                    await asyncio.shield(let_go(job))
                 except Exception as exc:  # the lease lapses and a reaper tidies up
-                    cause = exc.__cause__ or exc  # procrastinate's own message says little
-                    log.warning("could not let go of job %d (task %s): %s", job.id, task_id, cause)
+                    log.warning(
+                        "could not let go of job %d (task %s): %s", job.job_id, task_id, exc
+                    )
 
     async def _claimed(self, record: TaskRecord) -> None:
         await self.leases.claimed(record.id, record.epoch)
 
-    async def _requeue(self, job_id: int, task_id: str) -> None:
-        # The lease goes first: a worker taking the job again must find it gone.
-        await self.leases.release(task_id)
-        now = datetime.datetime.now(datetime.UTC)
-        await queue_call(self.leases.pool, lambda: self.jobs.retry_job_by_id_async(job_id, now))
+    async def _requeue(self, job: Taken) -> None:
+        await self.leases.requeue(job.task_id, job.job_id)
 
-    async def _done_with(self, job_id: int, task_id: str) -> None:
-        await self.leases.release(task_id)
-        await self._drop(job_id, task_id)
+    async def _done_with(self, job: Taken) -> None:
+        await self.leases.release(job.task_id, job.job_id)
 
-    async def _drop(self, job_id: int, task_id: str) -> None:
-        await queue_call(
-            self.leases.pool,
-            lambda: self.jobs.finish_job_by_id_async(
-                job_id, status=Status.SUCCEEDED, delete_job=True
-            ),
-        )
+    async def _drop(self, job: Taken) -> None:
+        await self.leases.drop(job.job_id)
 
     async def _wait_for_context(self, task_id: str) -> None:
         """Wait until every earlier unfinished task of the task's conversation (its
