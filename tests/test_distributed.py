@@ -460,15 +460,15 @@ async def test_sigterm_drains_a_worker_then_cancels_what_is_left(
             assert (cancelled.metadata or {})["andon.reason"] == "shutdown"
 
 
-async def test_a_worker_takes_a_job_and_its_lease_in_one_transaction(postgres_url: str) -> None:
+async def test_a_worker_takes_jobs_and_their_leases_in_one_transaction(postgres_url: str) -> None:
     store = PostgresStore(postgres_url)
     queue = QueueDispatcher(postgres_url, store)
     await queue.start()
     try:
         await queue.dispatch("task-1", "")
         worker_id = await queue.app.job_manager.register_worker()
-        taken = await queue.leases.take(queue.settings.queue, worker_id)
-        assert taken is not None and taken.task_id == "task-1" and taken.leased
+        [taken] = await queue.leases.take(queue.settings.queue, worker_id, 4)
+        assert taken.task_id == "task-1" and taken.leased
         async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
             cursor = await conn.execute(
                 "SELECT j.status, j.xmin::text = l.xmin::text FROM procrastinate_jobs j"
@@ -477,8 +477,34 @@ async def test_a_worker_takes_a_job_and_its_lease_in_one_transaction(postgres_ur
             assert await cursor.fetchone() == ("doing", True)
         # A second job of a task whose lease is held: taken without it (a duplicate).
         await queue.leases.requeue("elsewhere", taken.job_id)  # not this worker's lease
-        again = await queue.leases.take(queue.settings.queue, worker_id)
-        assert again is not None and again.job_id == taken.job_id and not again.leased
-        assert await queue.leases.take(queue.settings.queue, worker_id) is None
+        [again] = await queue.leases.take(queue.settings.queue, worker_id, 4)
+        assert again.job_id == taken.job_id and not again.leased
+        assert await queue.leases.take(queue.settings.queue, worker_id, 4) == []
+        # One look takes as many jobs as asked for, each once.
+        for task_id in ("task-2", "task-3", "task-4"):
+            await queue.dispatch(task_id, "")
+        two = await queue.leases.take(queue.settings.queue, worker_id, 2)
+        one = await queue.leases.take(queue.settings.queue, worker_id, 2)
+        assert [t.task_id for t in two + one] == ["task-2", "task-3", "task-4"]
+        assert all(t.leased for t in two + one)
+    finally:
+        await queue.stop()
+
+
+async def test_the_tasks_queued_in_one_turn_go_in_one_statement(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    queue = QueueDispatcher(postgres_url, store)
+    await queue.start()
+    try:
+        await asyncio.gather(*(queue.dispatch(f"task-{i}", "") for i in range(3)))
+        # One task queued already: the others of its turn are queued all the same.
+        await asyncio.gather(*(queue.dispatch(f"task-{i}", "") for i in range(2, 5)))
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            cursor = await conn.execute(
+                "SELECT queueing_lock, xmin::text FROM procrastinate_jobs ORDER BY id"
+            )
+            rows = await cursor.fetchall()
+        assert [lock for lock, _ in rows] == [f"task-{i}" for i in range(5)]
+        assert len({xmin for _, xmin in rows[:3]}) == 1
     finally:
         await queue.stop()

@@ -21,19 +21,23 @@ from andon.store.pg_retry import NEVER_RAN, Conn, Errors, retrying
 
 Forget = Callable[[str], Awaitable[None]]
 
-# The lease is inserted only for a job taken; a conflict means another worker holds the
-# task (the job is a duplicate).
+# Up to `count` jobs (one call of procrastinate's function per row of the series: each
+# sees the jobs the earlier ones took), each with its task's lease; a conflict means
+# another worker holds the task (the job is a duplicate).
 TAKE: Final = """
-WITH job AS (
-    SELECT id, args FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s)
-), lease AS (
+WITH fetched AS (
+    SELECT procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s) AS job
+    FROM generate_series(1, %(count)s)
+), taken AS (
+    SELECT (job).id, (job).args FROM fetched WHERE (job).id IS NOT NULL
+), leased AS (
     INSERT INTO andon_leases (task_id, job_id, worker, expires_at)
     SELECT args ->> 'task_id', id, %(worker)s, now() + make_interval(secs => %(duration)s)
-    FROM job WHERE id IS NOT NULL
+    FROM taken
     ON CONFLICT (task_id) DO NOTHING
-    RETURNING task_id
+    RETURNING job_id
 )
-SELECT id, args, EXISTS (SELECT 1 FROM lease) FROM job WHERE id IS NOT NULL
+SELECT id, args, id IN (SELECT job_id FROM leased) FROM taken ORDER BY id
 """
 # Letting go: the lease (if this worker holds it) and the job, in one transaction, so a
 # worker taking a requeued job never finds the lease still there.
@@ -103,22 +107,27 @@ class Leases:
         self.worker = worker
         self.duration = duration
 
-    async def take(self, queue: str, worker_id: int) -> Taken | None:
-        """The next job of the queue, with its task's lease; None if no job waits.
+    async def take(self, queue: str, worker_id: int, count: int) -> list[Taken]:
+        """Up to `count` jobs of the queue, with their tasks' leases, in one statement.
 
-        Sent again only if it surely did not run. (After a lost reply, the job taken is
-        `doing` and its lease never renewed: a reaper puts it back once the lease lapses.)"""
+        Sent again only if it surely did not run. (After a lost reply, the jobs taken are
+        `doing` and their leases never renewed: a reaper puts them back once they lapse.)"""
         params = {
             "queues": [queue],
             "worker_id": worker_id,
+            "count": count,
             "worker": self.worker,
             "duration": self.duration,
         }
-        row = await fetchone(self.pool, TAKE, params, NEVER_RAN)
-        if row is None:
-            return None
-        job_id, args, leased = row
-        return Taken(job_id, str(args["task_id"]), bool(args.get("serial")), leased)
+
+        async def op(conn: Conn) -> list[Taken]:
+            rows = await (await conn.execute(TAKE, params)).fetchall()
+            return [
+                Taken(job_id, str(args["task_id"]), bool(args.get("serial")), leased)
+                for job_id, args, leased in rows
+            ]
+
+        return await retrying(self.pool, op, NEVER_RAN)
 
     async def claimed(self, task_id: str, epoch: int) -> None:
         """The attempt's epoch: from now on, cancels for it are written here."""

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from procrastinate import App, PsycopgConnector
-from procrastinate import exceptions as queue_errors
 from procrastinate.schema import SchemaManager
 from psycopg_pool import AsyncConnectionPool
 
 from andon.dispatch.base import Dispatcher
+from andon.dispatch.deferrals import Deferrals
 from andon.dispatch.leases import Leases
 from andon.dispatch.reaper import Reaper
 from andon.dispatch.worker import ANSWERS, QueueWorker, WorkerSettings, queue_call
@@ -104,6 +104,7 @@ class QueueDispatcher(Dispatcher):
             name="andon-queue",
         )
         self.app = App(connector=PsycopgConnector())
+        self.deferrals = Deferrals(self.app.job_manager, lambda op: queue_call(self.pool, op))
         name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.leases = Leases(self.pool, name, self.settings.lease)
         self.reaper = Reaper(
@@ -157,6 +158,7 @@ class QueueDispatcher(Dispatcher):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaping
         await self.reaper.orphans.close()
+        await self.deferrals.close()
         await self.app.close_async()
         await self.pool.close()
 
@@ -165,8 +167,7 @@ class QueueDispatcher(Dispatcher):
         # The queueing lock makes dispatching a task twice harmless (one waiting job), so
         # this is sent again after any lost connection.
         job = self.app.configure_task(JOB, queue=self.settings.queue, queueing_lock=task_id)
-        with contextlib.suppress(queue_errors.AlreadyEnqueued):
-            await queue_call(self.pool, lambda: job.defer_async(task_id=task_id, serial=serial))
+        await self.deferrals.defer(job.make_new_job(task_id=task_id, serial=serial))
 
     async def cancel(self, record: TaskRecord) -> None:
         # The worker reads the reason and mode from the task, where the service put them.

@@ -155,25 +155,30 @@ class QueueWorker:
 
     async def _fetch_loop(self) -> None:
         while True:
-            await self._slots.acquire()
-            try:
-                job = await self._next_job()
-            except BaseException:
-                self._slots.release()
-                raise
-            handle = asyncio.create_task(self._handle(job), name=f"andon-job-{job.job_id}")
-            self._runs.add(handle)
-            self._waiting.add(handle)
-            self._idle.clear()
-            handle.add_done_callback(self._done)
+            for job in await self._next_jobs():  # each holds a slot
+                handle = asyncio.create_task(self._handle(job), name=f"andon-job-{job.job_id}")
+                self._runs.add(handle)
+                self._waiting.add(handle)
+                self._idle.clear()
+                handle.add_done_callback(self._done)
 
-    async def _next_job(self) -> Taken:
+    async def _next_jobs(self) -> list[Taken]:
+        """As many jobs as there are free slots, one slot taken for each; waits for one.
+
+        One look takes them all, so a worker woken by a burst of jobs makes one round
+        trip, not one a job (and one more that finds the queue empty)."""
         delay = 0.05
         while True:
+            await self._slots.acquire()
+            free = 1
+            while not self._slots.locked():  # no wait: the other free slots, at once
+                await self._slots.acquire()
+                free += 1
             self._wake.clear()
+            jobs: list[Taken] = []
             try:
                 assert self._worker_id is not None
-                job = await self.leases.take(self.settings.queue, self._worker_id)
+                jobs = await self.leases.take(self.settings.queue, self._worker_id, free)
                 delay = 0.05
             except psycopg.Error as exc:
                 log.warning("taking a job failed (%s); trying again in %.2f s", exc, delay)
@@ -183,8 +188,11 @@ class QueueWorker:
                     # Away so long that another worker pruned this one: register again.
                     self._worker_id = await self.jobs.register_worker()
                 continue
-            if job is not None:
-                return job
+            finally:
+                for _ in range(free - len(jobs)):  # slots held while looking, not waiting
+                    self._slots.release()
+            if jobs:
+                return jobs
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll):
                     await self._wake.wait()
