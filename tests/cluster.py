@@ -3,14 +3,17 @@ processes (`andon serve --no-worker`) and workers (`andon worker`) sharing a dat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -127,3 +130,54 @@ class Cluster:
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "andon", *args, "--db", self.db, "--log-level", "warning"]
         return subprocess.Popen(cmd, cwd=self.workdir, env=self.env)
+
+
+class Relay:
+    """A TCP relay to the database that a test can cut, as a network would: every
+    connection through it dropped, new ones refused, until it is joined again. (Threads,
+    not the test's event loop: the cluster's helpers block while they wait.)"""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlsplit(url)
+        assert parsed.hostname and parsed.port
+        self.target = (parsed.hostname, parsed.port)
+        self.port = free_port()
+        netloc = parsed.netloc.replace(f":{parsed.port}", f":{self.port}")
+        self.url = urlunsplit(parsed._replace(netloc=netloc))
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def join(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                near, _ = listener.accept()
+            except OSError:  # cut
+                return
+            far = socket.create_connection(self.target)
+            with self._lock:
+                self._open |= {near, far}
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_RDWR)

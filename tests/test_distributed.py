@@ -31,7 +31,7 @@ from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent, new_id
 from andon.runtime.keeper import live_members
 from andon.store.base import Event, NewTask
 from andon.store.postgres import PostgresStore
-from tests.cluster import Cluster, free_port
+from tests.cluster import Cluster, Relay, free_port
 from tests.conftest import new_schema
 from tests.helpers import (
     children_of,
@@ -386,6 +386,45 @@ async def test_a_worker_back_after_its_lease_lapsed_writes_nothing_and_stops(
             await store.close()
         assert events[-1].final and events[-1].data["state"] == "failed"
         assert [e.final for e in events].count(True) == 1
+
+
+async def test_a_worker_cut_off_from_the_database_stops_its_work_when_its_lease_lapses(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    lease = 2.0
+    relay = Relay(postgres_url)
+    relay.join()
+    with Cluster(postgres_url, tmp_path, lease=lease) as cluster:
+        url = cluster.api()
+        # The worker reaches the database only through the relay; the API process (and
+        # its reaper) directly.
+        with Cluster(relay.url, tmp_path, lease=lease) as cut_off:
+            cut_off.worker()
+            async with AndonClient(url) as client:
+                marker = "sleep 307"
+                sent = await client.send(f"shell sh -c '{marker} & {marker}; wait'", blocking=False)
+                pgid = await running_command(cut_off, marker)
+
+                relay.cut()  # the worker can neither renew nor hear anything
+                await eventually(
+                    lambda: not process_group_alive(pgid),
+                    lease + 10,
+                    message="the command stopped by its worker, cut off as it is",
+                )
+                lost = await client.wait(sent.id, timeout=lease + 20)
+                assert lost.status.state is S.FAILED
+                assert (lost.metadata or {})["andon.reason"] == "worker_lost"
+
+                relay.join()  # back: the worker writes no second ending
+                await asyncio.sleep(lease)
+                again = await client.get(sent.id, history_length=0)
+                assert again.status == lost.status
+        store = PostgresStore(postgres_url)
+        await store.open()
+        try:
+            assert len(await stored_finals(store, sent.id)) == 1
+        finally:
+            await store.close()
 
 
 async def test_a_task_its_api_process_never_queued_is_queued_by_a_reaper(

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -340,17 +339,36 @@ class QueueWorker:
     # -- heartbeats and catching up -------------------------------------------------------
 
     async def _keep_loop(self) -> None:
+        """Renew the leases, catch up, and stop every attempt whose lease may have lapsed.
+
+        A worker that cannot renew (cut off from the database, or too slow) is about to be
+        reaped: the reaper fails its tasks `worker_lost`. So it stops their work itself
+        when the leases run out by its own clock, which cannot be later than the
+        database's: the renewal that counts is timed from when it was sent."""
+        loop = asyncio.get_running_loop()
         renew_every = self.leases.duration / 3
-        renewed_at = time.monotonic()
+        renewed_at = loop.time()
         while True:
-            await asyncio.sleep(min(self.settings.catch_up, renew_every))
-            try:
-                if time.monotonic() - renewed_at >= renew_every:
-                    await self._renew()
-                    renewed_at = time.monotonic()
-                await self._catch_up()
+            lapse = renewed_at + self.leases.duration
+            pause, until_lapse = min(self.settings.catch_up, renew_every), lapse - loop.time()
+            await asyncio.sleep(min(pause, until_lapse) if until_lapse > 0 else pause)
+            try:  # past the lapse, the pool's own timeouts bound a renewal
+                async with asyncio.timeout_at(lapse if loop.time() < lapse else None):
+                    if loop.time() - renewed_at >= renew_every:
+                        sent = loop.time()
+                        await self._renew()
+                        renewed_at = sent
+                    await self._catch_up()
             except Exception as exc:  # the database may be away: the next round retries
-                log.warning("renewing leases failed: %s", exc)
+                log.warning("renewing leases failed: %s", exc or type(exc).__name__)
+            if loop.time() >= renewed_at + self.leases.duration:
+                lost = [t for t in set(self._held.values()) if self.supervisor.lose(t)]
+                if lost:
+                    log.error(
+                        "could not renew the leases for %g s: stopped %d attempt(s) here",
+                        self.leases.duration,
+                        len(lost),
+                    )
 
     async def _renew(self) -> None:
         held = set(self._held.values())
@@ -360,7 +378,7 @@ class QueueWorker:
         still_held = set(self._held.values())  # attempts may have ended meanwhile
         for task_id in (held - kept) & still_held:
             log.error("lost the lease of task %s: stopping its attempt", task_id)
-            await self.supervisor.reconcile(task_id, lost=True)
+            self.supervisor.lose(task_id)
 
     async def _catch_up(self) -> None:
         """Re-read the state of every attempt running here and act on what changed."""

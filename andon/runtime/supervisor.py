@@ -75,15 +75,12 @@ class Supervisor:
 
     # -- the one way a cancel reaches an attempt -----------------------------------------
 
-    async def reconcile(
-        self, task_id: str, record: TaskRecord | None = None, *, lost: bool = False
-    ) -> TaskRecord | None:
+    async def reconcile(self, task_id: str, record: TaskRecord | None = None) -> TaskRecord | None:
         """Make the attempt running here agree with the task's stored record (read now,
         unless the caller holds the one it just wrote): `canceling` stops it with the
         stored reason and mode; a task that ended, or moved to another attempt, stops it
         at once. A record given for another epoch is a signal meant for another attempt,
-        and is ignored. `lost`: this process lost the task (its lease lapsed), so its
-        work stops whatever the record says. Returns the record it went by."""
+        and is ignored. Returns the record it went by."""
         attempt = self._attempts.get(task_id)
         if attempt is None:
             return record
@@ -91,11 +88,20 @@ class Supervisor:
             return record
         if record is None:
             record = await self.store.get_task(task_id)
-        if lost or record is None or record.epoch != attempt.epoch or record.state.terminal:
+        if record is None or record.epoch != attempt.epoch or record.state.terminal:
             attempt.request_stop(FailReason.WORKER_LOST, CancelMode.IMMEDIATE)
         elif record.state is TaskState.CANCELING:
             attempt.request_stop(record.reason or CancelReason.USER, record.cancel_mode)
         return record
+
+    def lose(self, task_id: str) -> bool:
+        """This process lost the task (its lease lapsed, or is about to): the attempt
+        stops at once, whatever the store says, and without asking it (it may be out of
+        reach: that is often why the lease lapsed). False if it was already stopping so."""
+        attempt = self._attempts.get(task_id)
+        return attempt is not None and attempt.request_stop(
+            FailReason.WORKER_LOST, CancelMode.IMMEDIATE
+        )
 
     def answer(self, task_id: str, epoch: int | None, message: Message) -> bool:
         attempt = self._attempts.get(task_id)
