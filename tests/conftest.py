@@ -13,6 +13,10 @@ import pytest
 from andon import RuntimeSettings, ServiceSettings, TaskService, open_service
 from andon.agents.demo import agent as demo_agent
 from andon.node.database import upgrade
+from andon.testing.fake_llm import FakeModelServer
+from tests.live_server import Peer
+from tests.model_serving import peer_of
+from tests.test_client import AndonServer
 
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
@@ -73,6 +77,21 @@ async def service(
         settings=service_settings,
     ) as svc:
         yield svc
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeModelServer]:
+    """The fake model server of a module's LLM agents (tests/model_serving.py)."""
+    with FakeModelServer(tokens=20, rate=200) as server:
+        yield server
+
+
+@pytest.fixture
+async def peer(served: AndonServer) -> AsyncIterator[Peer]:
+    """An A2A 1.0 peer on the module's `served` agent (a module without one that asks
+    for a `peer` defines its own)."""
+    async with peer_of(served) as found:
+        yield found
 
 
 @pytest.fixture(scope="session")

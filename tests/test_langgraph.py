@@ -18,79 +18,39 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from andon.testing.fake_llm import WORDS, FakeModelServer, Generation
-from tests.helpers import children_of, process_group_alive
-from tests.live_server import Dialect, Peer, canonical_state, unchanged, until
+from andon.testing.fake_llm import FakeModelServer
+from tests.helpers import process_group_alive
+from tests.live_server import Peer, canonical_state, unchanged, until
+from tests.model_serving import (
+    V1,
+    artifact,
+    cancel,
+    model_env,
+    peer_of,
+    start,
+    status_text,
+    text_of,
+    tool_process,
+    words,
+)
 from tests.test_client import AndonServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "langgraph_agent.py"
-V1 = Dialect("1.0", "jsonrpc")
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeModelServer]:
-    with FakeModelServer(tokens=20, rate=200) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
 def served(
     fake: FakeModelServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AndonServer]:
-    env = {
-        "OPENAI_BASE_URL": fake.openai_url,
-        "OPENAI_API_KEY": "sk-test",
-        "ANDON_LLM_MODEL": "fake-model",
-    }
     workdir = tmp_path_factory.mktemp("langgraph")
-    with AndonServer(workdir, f"{EXAMPLE}:agent", env=env, ready_within=90) as server:
+    with AndonServer(workdir, f"{EXAMPLE}:agent", env=model_env(fake), ready_within=90) as server:
         yield server
-
-
-@pytest.fixture
-async def peer(served: AndonServer) -> AsyncIterator[Peer]:
-    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
-        yield Peer(V1, http, served.port)
-
-
-async def start(
-    peer: Peer, fake: FakeModelServer, text: str, **fields: Any
-) -> tuple[dict[str, Any], Generation]:
-    """Send `text` without waiting; the task, and the model call it made."""
-    before = len(fake.generations)
-    task = await peer.send(text, blocking=False, **fields)
-    await until(lambda: len(fake.generations) > before, what="the model server called")
-    return task, fake.generations[before]
-
-
-async def cancel(peer: Peer, task_id: str) -> tuple[dict[str, Any], int]:
-    """CancelTask; the task it answered, and the monotonic ns at which the answer came."""
-    task = await peer.result("cancel", {"id": task_id})
-    return task, time.monotonic_ns()
 
 
 async def answer(peer: Peer, task: dict[str, Any], text: str) -> None:
     await peer.send(text, blocking=False, taskId=task["id"], contextId=task["contextId"])
-
-
-def artifact(task: dict[str, Any], artifact_id: str) -> dict[str, Any]:
-    [found] = [a for a in task.get("artifacts") or [] if a["artifactId"] == artifact_id]
-    return found  # type: ignore[no-any-return]
-
-
-def text_of(found: dict[str, Any]) -> str:
-    return "".join(part.get("text", "") for part in found["parts"])
-
-
-def status_text(task: dict[str, Any]) -> str:
-    return "".join(p.get("text", "") for p in task["status"].get("message", {}).get("parts", []))
-
-
-def words(start: int, count: int) -> str:
-    return "".join(WORDS[i % len(WORDS)] + " " for i in range(start, start + count))
 
 
 async def test_the_answer_streams_into_the_response(peer: Peer, fake: FakeModelServer) -> None:
@@ -157,20 +117,10 @@ async def test_cancel_during_the_tool_leaves_no_process(
     task, _ = await start(peer, fake, 'wait tool="sleep 300"')
     await peer.wait_state(task["id"], "input-required")
     await answer(peer, task, "yes")
-    sleeper: list[int] = []
-
-    def find_sleep() -> bool:
-        sleeper[:] = [
-            pid
-            for pid in children_of(served.proc.pid)
-            if b"sleep 300" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        ]
-        return bool(sleeper)
-
-    await until(find_sleep, what="sleep 300 running")
+    sleeper = await tool_process(served, "sleep 300")
     canceled, _ = await cancel(peer, task["id"])
     assert canonical_state(canceled["status"]["state"]) == "canceled"
-    assert not process_group_alive(sleeper[0])
+    assert not process_group_alive(sleeper)
 
 
 async def test_a_follow_up_message_continues_the_thread(peer: Peer, fake: FakeModelServer) -> None:
@@ -235,8 +185,8 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AndonServer]:
 
 @pytest.fixture
 async def graph_peer(graphs: AndonServer) -> AsyncIterator[Peer]:
-    async with httpx.AsyncClient(base_url=graphs.url, timeout=60) as http:
-        yield Peer(V1, http, graphs.port)
+    async with peer_of(graphs, timeout=60) as peer:
+        yield peer
 
 
 def steps(server: AndonServer, node: str) -> list[int]:

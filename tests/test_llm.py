@@ -11,21 +11,28 @@ client's blocking `OpenAI` over the blocking `ctx.http` (tests/sync_openai_agent
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from andon.testing.fake_llm import WORDS, FakeModelServer, Generation
-from tests.helpers import children_of, process_group_alive
-from tests.live_server import Dialect, Peer, canonical_state, until
+from andon.testing.fake_llm import FakeModelServer
+from tests.helpers import process_group_alive
+from tests.live_server import Peer, canonical_state, until
+from tests.model_serving import (
+    V1,
+    artifact,
+    cancel,
+    model_env,
+    peer_of,
+    start,
+    text_of,
+    tool_process,
+    words,
+)
 from tests.test_client import AndonServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-V1 = Dialect("1.0", "jsonrpc")
 STARTUP = 60.0
 """Seconds for `andon serve` to answer: importing `openai` takes most of 20 s when the
 machine's two cores are busy with other suites."""
@@ -36,12 +43,6 @@ SERVINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeModelServer]:
-    with FakeModelServer(tokens=20, rate=200) as server:
-        yield server
-
-
 @pytest.fixture(scope="module", params=list(SERVINGS))
 def served(
     request: pytest.FixtureRequest,
@@ -49,63 +50,24 @@ def served(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AndonServer]:
     example, env = SERVINGS[request.param]
-    env = {
-        "OPENAI_BASE_URL": fake.openai_url,
-        "ANTHROPIC_BASE_URL": fake.url,
-        "OPENAI_API_KEY": "sk-test",
-        "ANDON_LLM_MODEL": "fake-model",
-        **env,
-    }
     workdir = tmp_path_factory.mktemp(request.param)
     with AndonServer(
-        workdir, f"{EXAMPLES / example}:agent", env=env, ready_within=STARTUP
+        workdir,
+        f"{EXAMPLES / example}:agent",
+        env=model_env(fake, ANTHROPIC_BASE_URL=fake.url, **env),
+        ready_within=STARTUP,
     ) as server:
         yield server
-
-
-@pytest.fixture
-async def peer(served: AndonServer) -> AsyncIterator[Peer]:
-    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
-        yield Peer(V1, http, served.port)
-
-
-async def start(peer: Peer, fake: FakeModelServer, text: str) -> tuple[str, Generation]:
-    """Send `text` without waiting; the task's id and the model call it made."""
-    before = len(fake.generations)
-    task = await peer.send(text, blocking=False)
-    await until(lambda: len(fake.generations) > before, what="the model server called")
-    return task["id"], fake.generations[before]
-
-
-async def cancel(peer: Peer, task_id: str, **metadata: Any) -> tuple[dict[str, Any], int]:
-    """CancelTask; the task it answered, and the monotonic ns at which the answer came."""
-    params: dict[str, Any] = {"id": task_id, **({"metadata": metadata} if metadata else {})}
-    task = await peer.result("cancel", params)
-    return task, time.monotonic_ns()
-
-
-def response(task: dict[str, Any]) -> dict[str, Any]:
-    [artifact] = [a for a in task.get("artifacts") or [] if a["artifactId"] == "response"]
-    return artifact  # type: ignore[no-any-return]
-
-
-def text_of(artifact: dict[str, Any]) -> str:
-    return "".join(part.get("text", "") for part in artifact["parts"])
-
-
-def words(start: int, count: int) -> str:
-    return "".join(WORDS[i % len(WORDS)] + " " for i in range(start, start + count))
 
 
 async def test_a_completed_conversation_streams_the_answer_and_records_usage(
     peer: Peer, fake: FakeModelServer, served: AndonServer
 ) -> None:
-    task_id, call = await start(peer, fake, 'list files tool="echo hello" tokens=7')
-    task = await peer.wait_state(task_id, "completed", "failed")
+    sent, call = await start(peer, fake, 'list files tool="echo hello" tokens=7')
+    task = await peer.wait_state(sent["id"], "completed", "failed")
     assert canonical_state(task["status"]["state"]) == "completed", task["status"]
-    assert text_of(response(task)) == words(0, 7)
-    [output] = [a for a in task["artifacts"] if a["artifactId"] == "output"]
-    assert text_of(output) == "hello\n"
+    assert text_of(artifact(task, "response")) == words(0, 7)
+    assert text_of(artifact(task, "output")) == "hello\n"
     answer = fake.generations[fake.generations.index(call) + 1]
     await until(lambda: answer.ended is not None, what="the model call ended")
     assert call.ended == answer.ended == "complete"
@@ -119,23 +81,23 @@ async def test_a_completed_conversation_streams_the_answer_and_records_usage(
 async def test_cancel_mid_stream_stops_generation_before_the_answer(
     peer: Peer, fake: FakeModelServer, served: AndonServer
 ) -> None:
-    task_id, call = await start(peer, fake, "write on tokens=100000 rate=200")
+    sent, call = await start(peer, fake, "write on tokens=100000 rate=200")
     await until(lambda: len(call.tokens) >= 20, what="20 tokens generated")
-    task, answered = await cancel(peer, task_id)
+    task, answered = await cancel(peer, sent["id"])
     assert canonical_state(task["status"]["state"]) == "canceled"
     # The server notices a disconnect on its own time: once it has, its log is complete.
     await until(lambda: call.ended is not None, what="the model call ended")
     assert call.ended == "disconnected"
     assert call.tokens_after(answered) == 0, "tokens generated after the cancel was answered"
 
-    task = await peer.get(task_id)
-    artifact = response(task)
-    received = text_of(artifact)
+    task = await peer.get(sent["id"])
+    answer = artifact(task, "response")
+    received = text_of(answer)
     assert received and words(0, len(received.split())) == received
     assert len(received.split()) <= len(call.tokens)
     if "openai_agent" not in " ".join(served.args):
-        assert artifact["metadata"]["andon.partial"] is True
-        assert artifact["metadata"]["andon.tokens"] == len(received.split())
+        assert answer["metadata"]["andon.partial"] is True
+        assert answer["metadata"]["andon.tokens"] == len(received.split())
         usage = task["metadata"]["andon.usage"]
         assert usage["completionTokens"] == len(received.split())
         assert usage["calls"] == 1
@@ -144,8 +106,8 @@ async def test_cancel_mid_stream_stops_generation_before_the_answer(
 async def test_cancel_during_prefill_disconnects_before_any_token(
     peer: Peer, fake: FakeModelServer
 ) -> None:
-    task_id, call = await start(peer, fake, "think hard prefill=60 tokens=5")
-    task, _ = await cancel(peer, task_id)
+    sent, call = await start(peer, fake, "think hard prefill=60 tokens=5")
+    task, _ = await cancel(peer, sent["id"])
     assert canonical_state(task["status"]["state"]) == "canceled"
     await until(lambda: call.ended is not None, what="the server saw the disconnect")
     assert call.ended == "disconnected"
@@ -155,21 +117,11 @@ async def test_cancel_during_prefill_disconnects_before_any_token(
 async def test_cancel_while_the_tool_runs_leaves_no_process(
     peer: Peer, fake: FakeModelServer, served: AndonServer
 ) -> None:
-    task_id, _ = await start(peer, fake, 'wait tool="sleep 300"')
-    sleeper: list[int] = []
-
-    def find_sleep() -> bool:
-        sleeper[:] = [
-            pid
-            for pid in children_of(served.proc.pid)
-            if b"sleep 300" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        ]
-        return bool(sleeper)
-
-    await until(find_sleep, what="sleep 300 running")
-    task, _ = await cancel(peer, task_id)
+    sent, _ = await start(peer, fake, 'wait tool="sleep 300"')
+    sleeper = await tool_process(served, "sleep 300")
+    task, _ = await cancel(peer, sent["id"])
     assert canonical_state(task["status"]["state"]) == "canceled"
-    assert not process_group_alive(sleeper[0])
+    assert not process_group_alive(sleeper)
 
 
 @pytest.mark.parametrize(
@@ -183,8 +135,8 @@ async def test_cancel_while_the_tool_runs_leaves_no_process(
 async def test_model_server_errors_fail_the_task_clearly(
     peer: Peer, fake: FakeModelServer, served: AndonServer, words_: str, expected: str
 ) -> None:
-    task_id, _ = await start(peer, fake, f"break {words_}")
-    task = await peer.wait_state(task_id, "completed", "failed", "canceled")
+    sent, _ = await start(peer, fake, f"break {words_}")
+    task = await peer.wait_state(sent["id"], "completed", "failed", "canceled")
     assert canonical_state(task["status"]["state"]) == "failed"
     message = "".join(p.get("text", "") for p in task["status"]["message"]["parts"])
     assert f"model server {fake.url}" in message, message
@@ -196,13 +148,13 @@ async def test_model_server_errors_fail_the_task_clearly(
 async def test_graceful_cancel_lets_the_completion_finish(
     peer: Peer, fake: FakeModelServer, served: AndonServer
 ) -> None:
-    task_id, call = await start(peer, fake, "finish this tokens=60 rate=200")
+    sent, call = await start(peer, fake, "finish this tokens=60 rate=200")
     await until(lambda: len(call.tokens) >= 5, what="5 tokens generated")
-    task, _ = await cancel(peer, task_id, **{"andon.mode": "graceful"})
+    task, _ = await cancel(peer, sent["id"], **{"andon.mode": "graceful"})
     assert canonical_state(task["status"]["state"]) == "canceled"
     await until(lambda: call.ended is not None, what="the model call ended")
     assert call.ended == "complete" and len(call.tokens) == 60
-    assert text_of(response(await peer.get(task_id))) == words(0, 60)
+    assert text_of(artifact(await peer.get(sent["id"]), "response")) == words(0, 60)
 
 
 async def test_a_retry_continues_the_cut_answer(
@@ -210,35 +162,33 @@ async def test_a_retry_continues_the_cut_answer(
 ) -> None:
     if "openai_agent" in " ".join(served.args):
         pytest.skip("the openai-client example does not continue answers (README recipe)")
-    task_id, call = await start(peer, fake, "write tokens=40 rate=100")
+    sent, call = await start(peer, fake, "write tokens=40 rate=100")
     await until(lambda: len(call.tokens) >= 8, what="8 tokens generated")
-    await cancel(peer, task_id)
-    cut = text_of(response(await peer.get(task_id)))
+    await cancel(peer, sent["id"])
+    cut = text_of(artifact(await peer.get(sent["id"]), "response"))
     before = len(fake.generations)
-    body = {"jsonrpc": "2.0", "id": 1, "method": "andon/retry", "params": {"id": task_id}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "andon/retry", "params": {"id": sent["id"]}}
     reply = (await peer.http.post("/", json=body, headers=V1.headers)).json()
     retry = await peer.wait_state(reply["result"]["id"], "completed", "failed")
     assert canonical_state(retry["status"]["state"]) == "completed", retry["status"]
     done = len(cut.split())
-    assert text_of(response(retry)) == words(0, done + 40)
+    assert text_of(artifact(retry, "response")) == words(0, done + 40)
     assert fake.generations[before].tokens and len(fake.generations[before].tokens) == 40
 
 
 async def test_a_blocking_openai_client_on_ctx_http_stops_too(
     fake: FakeModelServer, tmp_path: Path
 ) -> None:
-    env = {"OPENAI_BASE_URL": fake.openai_url, "OPENAI_API_KEY": "sk-test"}
     agent = Path(__file__).with_name("sync_openai_agent.py")
-    env["ANDON_LLM_MODEL"] = "m"
+    env = model_env(fake)
     with AndonServer(tmp_path, f"{agent}:agent", env=env, ready_within=STARTUP) as served:
-        async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
-            peer = Peer(V1, http, served.port)
-            task_id, call = await start(peer, fake, "write on tokens=100000")
+        async with peer_of(served) as peer:
+            sent, call = await start(peer, fake, "write on tokens=100000")
             await until(lambda: len(call.tokens) >= 20, what="20 tokens generated")
-            task, answered = await cancel(peer, task_id)
+            task, answered = await cancel(peer, sent["id"])
             assert canonical_state(task["status"]["state"]) == "canceled"
             await until(lambda: call.ended is not None, what="the model call ended")
             assert call.ended == "disconnected"
             assert call.tokens_after(answered) == 0, "tokens generated after the cancel answer"
-            received = text_of(response(await peer.get(task_id)))
+            received = text_of(artifact(await peer.get(sent["id"]), "response"))
             assert received and words(0, len(received.split())) == received

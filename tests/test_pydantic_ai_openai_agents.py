@@ -15,20 +15,29 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from andon.testing.fake_llm import WORDS, FakeModelServer, Generation
-from tests.helpers import children_of, process_group_alive
-from tests.live_server import Dialect, Peer, canonical_state, unchanged, until
+from andon.testing.fake_llm import FakeModelServer
+from tests.helpers import process_group_alive
+from tests.live_server import Peer, canonical_state, unchanged, until
+from tests.model_serving import (
+    V1,
+    artifact,
+    cancel,
+    model_env,
+    peer_of,
+    start,
+    status_text,
+    text_of,
+    tool_process,
+    words,
+)
 from tests.test_client import AndonServer
 
 ROOT = Path(__file__).resolve().parent.parent
-V1 = Dialect("1.0", "jsonrpc")
 STARTUP = 90
 """Seconds for `andon serve` to import a framework (seconds of CPU for pydantic-ai alone,
 more on a busy machine)."""
@@ -36,21 +45,6 @@ SERVED = {
     "pydantic-ai": ("examples/pydantic_ai_agent.py:agent", "pydantic_ai_agent"),
     "openai-agents": ("examples/openai_agents_agent.py:agent", "openai_agents_agent"),
 }
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeModelServer]:
-    with FakeModelServer(tokens=20, rate=200) as server:
-        yield server
-
-
-def environment(fake: FakeModelServer, **more: str) -> dict[str, str]:
-    return {
-        "OPENAI_BASE_URL": fake.openai_url,
-        "OPENAI_API_KEY": "sk-test",
-        "ANDON_LLM_MODEL": "fake-model",
-        **more,
-    }
 
 
 @pytest.fixture(scope="module", params=list(SERVED))
@@ -62,47 +56,9 @@ def served(
     example, _ = SERVED[request.param]
     workdir = tmp_path_factory.mktemp(request.param)
     with AndonServer(
-        workdir, str(ROOT / example), env=environment(fake), ready_within=STARTUP
+        workdir, str(ROOT / example), env=model_env(fake), ready_within=STARTUP
     ) as server:
         yield server
-
-
-@pytest.fixture
-async def peer(served: AndonServer) -> AsyncIterator[Peer]:
-    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
-        yield Peer(V1, http, served.port)
-
-
-async def start(peer: Peer, fake: FakeModelServer, text: str) -> tuple[str, Generation]:
-    """Send `text` without waiting; the task's id and the model call it made."""
-    before = len(fake.generations)
-    task = await peer.send(text, blocking=False)
-    await until(lambda: len(fake.generations) > before, what="the model server called")
-    return task["id"], fake.generations[before]
-
-
-async def cancel(peer: Peer, task_id: str) -> tuple[dict[str, Any], int]:
-    """CancelTask; the task it answered, and the monotonic ns at which the answer came."""
-    task = await peer.result("cancel", {"id": task_id})
-    return task, time.monotonic_ns()
-
-
-def artifact(task: dict[str, Any], artifact_id: str) -> dict[str, Any]:
-    [found] = [a for a in task.get("artifacts") or [] if a["artifactId"] == artifact_id]
-    return found  # type: ignore[no-any-return]
-
-
-def text_of(found: dict[str, Any]) -> str:
-    return "".join(part.get("text", "") for part in found["parts"])
-
-
-def words(start: int, count: int) -> str:
-    return "".join(WORDS[i % len(WORDS)] + " " for i in range(start, start + count))
-
-
-def status_text(task: dict[str, Any]) -> str:
-    message = task["status"].get("message") or {}
-    return "".join(part.get("text", "") for part in message.get("parts") or [])
 
 
 async def test_the_answer_streams_and_the_tool_call_is_progress(
@@ -131,15 +87,15 @@ async def test_the_answer_streams_and_the_tool_call_is_progress(
 async def test_cancel_mid_stream_stops_generation_before_the_answer(
     peer: Peer, fake: FakeModelServer
 ) -> None:
-    task_id, call = await start(peer, fake, "write on tokens=100000 rate=200")
+    sent, call = await start(peer, fake, "write on tokens=100000 rate=200")
     await until(lambda: len(call.tokens) >= 20, what="20 tokens generated")
-    task, answered = await cancel(peer, task_id)
+    task, answered = await cancel(peer, sent["id"])
     assert canonical_state(task["status"]["state"]) == "canceled"
     assert call.tokens_after(answered) == 0, "tokens generated after the cancel was answered"
     assert call.ended == "disconnected"
     await unchanged(lambda: len(call.tokens), 0.3)
 
-    task = await peer.get(task_id)
+    task = await peer.get(sent["id"])
     response = artifact(task, "response")
     received = text_of(response)
     assert received and words(0, len(received.split())) == received
@@ -149,37 +105,27 @@ async def test_cancel_mid_stream_stops_generation_before_the_answer(
 async def test_cancel_while_the_tool_sleeps_leaves_no_process(
     peer: Peer, fake: FakeModelServer, served: AndonServer
 ) -> None:
-    task_id, _ = await start(peer, fake, 'wait tool="sleep 300"')
-    sleeper: list[int] = []
-
-    def find_sleep() -> bool:
-        sleeper[:] = [
-            pid
-            for pid in children_of(served.proc.pid)
-            if b"sleep 300" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        ]
-        return bool(sleeper)
-
-    await until(find_sleep, what="sleep 300 running")
-    task, _ = await cancel(peer, task_id)
+    sent, _ = await start(peer, fake, 'wait tool="sleep 300"')
+    sleeper = await tool_process(served, "sleep 300")
+    task, _ = await cancel(peer, sent["id"])
     assert canonical_state(task["status"]["state"]) == "canceled"
-    assert not process_group_alive(sleeper[0])
+    assert not process_group_alive(sleeper)
 
 
 async def test_a_retry_continues_from_what_the_cancelled_run_kept(
     peer: Peer, fake: FakeModelServer, served: AndonServer
 ) -> None:
     marker = served.workdir / f"ran-{time.monotonic_ns()}"
-    task_id, call = await start(peer, fake, f'note tool="echo ran >> {marker}" tokens=40 rate=100')
+    sent, call = await start(peer, fake, f'note tool="echo ran >> {marker}" tokens=40 rate=100')
     await until(lambda: len(fake.generations) > fake.generations.index(call) + 1, what="answer")
     answer = fake.generations[fake.generations.index(call) + 1]
     await until(lambda: len(answer.tokens) >= 8, what="8 tokens of the answer")
-    task, _ = await cancel(peer, task_id)
+    task, _ = await cancel(peer, sent["id"])
     assert canonical_state(task["status"]["state"]) == "canceled"
     assert marker.read_text() == "ran\n"
 
     before = len(fake.generations)
-    body = {"jsonrpc": "2.0", "id": 1, "method": "andon/retry", "params": {"id": task_id}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "andon/retry", "params": {"id": sent["id"]}}
     reply = (await peer.http.post("/", json=body, headers=V1.headers)).json()
     retry = await peer.wait_state(reply["result"]["id"], "completed", "failed")
     assert canonical_state(retry["status"]["state"]) == "completed", retry["status"]
@@ -197,23 +143,22 @@ async def test_a_sync_tool_that_ignores_checks_fails_the_cancel_naming_it(
 ) -> None:
     framework = next(name for name, (example, _) in SERVED.items() if example in served.args[0])
     release = tmp_path / "release"
-    env = environment(fake, ANDON_TEST_RELEASE=str(release))
+    env = model_env(fake, ANDON_TEST_RELEASE=str(release))
     target = f"{ROOT / 'tests' / 'agents' / 'stubborn_tools.py'}:{SERVED[framework][1]}"
     try:
         with AndonServer(tmp_path, target, env=env, ready_within=STARTUP) as server:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-                peer = Peer(V1, http, server.port)
-                task_id, _ = await start(peer, fake, 'hold tool="forever"')
+            async with peer_of(server) as peer:
+                sent, _ = await start(peer, fake, 'hold tool="forever"')
                 held = Path(f"{release}.held")
                 await until(held.exists, what="the tool's thread running")
-                task, _ = await cancel(peer, task_id)
+                task, _ = await cancel(peer, sent["id"])
                 states = [canonical_state(task["status"]["state"])]
                 deadline = time.monotonic() + 40
                 while states[-1] not in ("failed", "canceled", "completed"):
                     assert time.monotonic() < deadline, states
-                    states.append(await peer.state(task_id))
+                    states.append(await peer.state(sent["id"]))
                 assert "canceled" not in states and states[-1] == "failed", states
-                task = await peer.get(task_id)
+                task = await peer.get(sent["id"])
                 assert task["metadata"]["andon.reason"] == "cancel_timeout"
                 survivors = " ".join(task["metadata"]["andon.survivors"])
                 assert "hold" in survivors and "stubborn_tools.py:" in survivors, survivors
