@@ -10,9 +10,10 @@ and the trigger never both miss (or both queue) an event appended meanwhile.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
-from andon.store.push import PushConfig, PushDelivery, PushStore
+from andon.store.push import PushConfig, PushDelivery, PushStore, due_rows
 
 if TYPE_CHECKING:
     from andon.store.postgres import Conn, PostgresStore
@@ -34,16 +35,8 @@ SELECT task_id, %(id)s, seq, created_at, created_at FROM andon_events
 WHERE task_id = %(task_id)s AND kind IN ('status', 'progress', 'artifact')
 ON CONFLICT DO NOTHING
 """
-CLAIM: Final = """
-WITH due AS (
-    SELECT o.task_id, o.config_id, o.seq FROM andon_push_outbox o
-    WHERE o.state = 'pending' AND o.next_at <= %(now)s
-        AND (o.lease_until IS NULL OR o.lease_until < %(now)s)
-        AND NOT EXISTS (
-            SELECT 1 FROM andon_push_outbox p
-            WHERE p.task_id = o.task_id AND p.config_id = o.config_id
-                AND p.state = 'pending' AND p.seq < o.seq)
-    ORDER BY o.next_at LIMIT %(limit)s
+CLAIM: Final = f"""
+WITH due AS ({due_rows("andon_push_outbox", now="%(now)s", limit="%(limit)s")}
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE andon_push_outbox o
@@ -72,16 +65,7 @@ class PostgresPushStore(PushStore):
         self._store = store
 
     async def put_config(self, config: PushConfig, *, backfill: bool = False) -> PushConfig:
-        stored = PushConfig(
-            config.task_id,
-            config.id,
-            config.url,
-            config.version,
-            config.token,
-            config.auth_scheme,
-            config.auth_credentials,
-            time.time(),
-        )
+        stored = replace(config, created_at=time.time())
         params = {
             "task_id": stored.task_id,
             "id": stored.id,

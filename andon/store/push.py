@@ -23,6 +23,22 @@ PUSHED_KINDS = ("status", "progress", "artifact")
 """The event kinds that are pushed (the user's own messages are not)."""
 
 
+def due_rows(outbox: str, *, now: str, limit: str) -> str:
+    """The claimable rows of the outbox table `outbox`, in either store's SQL (`now` and
+    `limit` are its placeholders): pending, due, not leased (or the lease lapsed), and
+    the oldest pending row of their queue; soonest due first, at most `limit`."""
+    return f"""
+SELECT o.task_id, o.config_id, o.seq FROM {outbox} o
+WHERE o.state = 'pending' AND o.next_at <= {now}
+    AND (o.lease_until IS NULL OR o.lease_until < {now})
+    AND NOT EXISTS (
+        SELECT 1 FROM {outbox} p
+        WHERE p.task_id = o.task_id AND p.config_id = o.config_id
+            AND p.state = 'pending' AND p.seq < o.seq)
+ORDER BY o.next_at LIMIT {limit}
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class PushConfig:
     """A webhook of one task. `version` is the A2A version it was registered in, which

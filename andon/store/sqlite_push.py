@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from andon.store.push import PushConfig, PushDelivery, PushStore
+from andon.store.push import PushConfig, PushDelivery, PushStore, due_rows
 
 if TYPE_CHECKING:
     from andon.store.sqlite import SQLiteStore
@@ -51,20 +52,9 @@ END;
 
 CONFIG_COLUMNS = "task_id, id, url, version, token, auth_scheme, auth_credentials, created_at"
 
-# The oldest pending row of each (task, config) queue that is due and not leased.
-DUE = """
-SELECT o.task_id, o.config_id, o.seq FROM push_outbox o
-WHERE o.state = 'pending' AND o.next_at <= :now
-    AND (o.lease_until IS NULL OR o.lease_until < :now)
-    AND NOT EXISTS (
-        SELECT 1 FROM push_outbox p
-        WHERE p.task_id = o.task_id AND p.config_id = o.config_id
-            AND p.state = 'pending' AND p.seq < o.seq)
-ORDER BY o.next_at LIMIT :limit
-"""
 CLAIM = f"""
 UPDATE push_outbox SET lease_owner = :owner, lease_until = :until, attempts = attempts + 1
-WHERE (task_id, config_id, seq) IN ({DUE})
+WHERE (task_id, config_id, seq) IN ({due_rows("push_outbox", now=":now", limit=":limit")})
 RETURNING task_id, config_id, seq, attempts
 """
 CLAIMED = f"""
@@ -87,16 +77,7 @@ class SQLitePushStore(PushStore):
         self._store = store
 
     async def put_config(self, config: PushConfig, *, backfill: bool = False) -> PushConfig:
-        stored = PushConfig(
-            config.task_id,
-            config.id,
-            config.url,
-            config.version,
-            config.token,
-            config.auth_scheme,
-            config.auth_credentials,
-            time.time(),
-        )
+        stored = replace(config, created_at=time.time())
 
         def put(db: sqlite3.Connection) -> None:
             db.execute(
