@@ -31,6 +31,24 @@ db_app = typer.Typer(help="The PostgreSQL database of distributed mode.", no_arg
 app.add_typer(db_app, name="db")
 err = Console(stderr=True, soft_wrap=True)
 
+# The options `serve` and `worker` share (the worker processes `serve --workers` starts
+# are given the same values).
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning, error")]
+LogFormat = Annotated[str, typer.Option(help="text, or json (one object a line)")]
+PushAllow = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Webhook hosts or CIDRs allowed although not public (repeatable or "
+        "comma-separated); their URLs may be plain http"
+    ),
+]
+PushRetryFor = Annotated[
+    float, typer.Option(help="Seconds after an event that its webhook delivery is retried")
+]
+NoPush = Annotated[
+    bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
+]
+
 
 @app.command()
 def serve(
@@ -64,8 +82,8 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option(help="URL clients reach this server at (agent card)")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    log_format: Annotated[str, typer.Option(help="text, or json (one object a line)")] = "text",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
     workers: Annotated[
         int,
         typer.Option(help="Distributed: start N `andon worker` processes to run the tasks"),
@@ -76,19 +94,9 @@ def serve(
     lease: Annotated[
         float, typer.Option(help="Distributed: seconds a lost worker's tasks wait to be failed")
     ] = 30.0,
-    push_allow: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Webhook hosts or CIDRs allowed although not public (repeatable or "
-            "comma-separated); their URLs may be plain http"
-        ),
-    ] = None,
-    push_retry_for: Annotated[
-        float, typer.Option(help="Seconds after an event that its webhook delivery is retried")
-    ] = 900.0,
-    no_push: Annotated[
-        bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
-    ] = False,
+    push_allow: PushAllow = None,
+    push_retry_for: PushRetryFor = 900.0,
+    no_push: NoPush = False,
     header_timeout: Annotated[
         float, typer.Option(help="Seconds a request's headers may take to arrive (then 408)")
     ] = 10.0,
@@ -216,25 +224,15 @@ def worker(
     lease: Annotated[
         float, typer.Option(help="Seconds this worker's tasks outlive it if it is lost")
     ] = 30.0,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
-    log_format: Annotated[str, typer.Option(help="text, or json (one object a line)")] = "text",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve /metrics, /healthz and /readyz on this port")
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port")] = "127.0.0.1",
-    push_allow: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Webhook hosts or CIDRs allowed although not public (repeatable or "
-            "comma-separated); their URLs may be plain http"
-        ),
-    ] = None,
-    push_retry_for: Annotated[
-        float, typer.Option(help="Seconds after an event that its webhook delivery is retried")
-    ] = 900.0,
-    no_push: Annotated[
-        bool, typer.Option("--no-push", help="Offer no push notifications (and deliver none)")
-    ] = False,
+    push_allow: PushAllow = None,
+    push_retry_for: PushRetryFor = 900.0,
+    no_push: NoPush = False,
 ) -> None:
     """Run tasks of a distributed andon: take them from the database's queue, run them,
     stop them when they are cancelled. Serves no API (see `andon serve --no-worker`)."""
