@@ -263,7 +263,7 @@ def worker(
         WorkerOptions(
             agent=served,
             db=db,
-            concurrency=concurrency,
+            max_concurrent=concurrency,
             drain=drain,
             queue=QueueSettings(lease=lease),
             service=ServiceSettings(push=_push_settings(push_allow, push_retry_for, no_push)),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from andon.dispatch.base import Dispatcher
@@ -30,6 +31,33 @@ if TYPE_CHECKING:
 
 def is_distributed(store_url: str) -> bool:
     return store_url.startswith(("postgresql://", "postgres://"))
+
+
+@dataclass(kw_only=True)
+class NodeOptions:
+    """What an `andon serve` and an `andon worker` process wire their Node from."""
+
+    agent: Agent
+    db: str
+    max_concurrent: int
+    drain: float
+    """Seconds running tasks get on shutdown before they are cancelled."""
+    service: ServiceSettings
+    runtime: RuntimeSettings
+    queue: QueueSettings | None = None
+    """Distributed mode's job queue (None: its defaults)."""
+
+    def node(self, lifeline: Lifeline, *, worker: bool = True) -> Node:
+        return Node(
+            self.agent,
+            self.db,
+            runtime=self.runtime,
+            settings=self.service,
+            max_concurrent=self.max_concurrent,
+            worker=worker,
+            queue=self.queue,
+            lifeline=lifeline,
+        )
 
 
 class Node:

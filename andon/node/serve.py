@@ -21,19 +21,16 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from andon.node.banner import QuietLifecycle, Serving, banner
-from andon.node.parts import Node
+from andon.node.parts import Node, NodeOptions
 from andon.node.slow_clients import with_header_timeout
 from andon.runtime.agent import Agent
-from andon.runtime.attempt import RuntimeSettings
 from andon.runtime.lifeline import Lifeline
 from andon.server.app import ServerConfig, create_app
 from andon.server.auth import TokenAuth
-from andon.service import ServiceSettings
 from andon.telemetry import tracing
 from andon.telemetry.logs import fact
 
 if TYPE_CHECKING:  # procrastinate and psycopg: loaded only in distributed mode
-    from andon.dispatch.queue import QueueSettings
     from andon.node.worker import WorkerProcesses
 
 log = logging.getLogger("andon")
@@ -90,22 +87,15 @@ def is_loopback(host: str) -> bool:
             return False
 
 
-@dataclass
-class ServeOptions:
-    agent: Agent
+@dataclass(kw_only=True)
+class ServeOptions(NodeOptions):
     host: str
     port: int
-    db: str
-    drain: float
-    max_concurrent: int
     server: ServerConfig
-    service: ServiceSettings
-    runtime: RuntimeSettings
     log_level: str = "info"
     log_format: str = "text"
     worker: bool = True
     """Run attempts in this process too (distributed mode may leave them to workers)."""
-    queue: QueueSettings | None = None
     worker_processes: WorkerProcesses | None = None
     """`andon worker` processes to start and stop with this one (`--workers N`)."""
     header_timeout: float = 10.0
@@ -171,16 +161,7 @@ def serve(options: ServeOptions) -> None:
     tracing.configure_from_env()
     # If this process is killed outright, the keeper ends the commands its tasks run.
     with Lifeline(options.runtime.kill_grace) as lifeline:
-        node = Node(
-            options.agent,
-            options.db,
-            runtime=options.runtime,
-            settings=options.service,
-            max_concurrent=options.max_concurrent,
-            worker=options.worker,
-            queue=options.queue,
-            lifeline=lifeline,
-        )
+        node = options.node(lifeline, worker=options.worker)
         workers = options.worker_processes
 
         grpc_servers: list[Any] = []

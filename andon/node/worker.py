@@ -10,37 +10,23 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 
-from andon.node.parts import Node
-from andon.runtime.agent import Agent
-from andon.runtime.attempt import RuntimeSettings
+from andon.node.parts import Node, NodeOptions
 from andon.runtime.lifeline import Lifeline
 from andon.server.monitoring import monitoring_routes
 from andon.server.streams import Subscribers
-from andon.service import ServiceSettings
 from andon.telemetry import tracing
-
-if TYPE_CHECKING:  # procrastinate and psycopg: loaded only in distributed mode
-    from andon.dispatch.queue import QueueSettings
 
 log = logging.getLogger("andon")
 
 RESTART_DELAY = 1.0
 
 
-@dataclass
-class WorkerOptions:
-    agent: Agent
-    db: str
-    concurrency: int
-    drain: float
-    queue: QueueSettings
-    service: ServiceSettings
-    runtime: RuntimeSettings
+@dataclass(kw_only=True)
+class WorkerOptions(NodeOptions):
     metrics: tuple[str, int] | None = None
     """Host and port to serve /metrics, /healthz and /readyz on (no API)."""
 
@@ -57,15 +43,7 @@ def work(options: WorkerOptions) -> None:
 
 
 async def _work(options: WorkerOptions, lifeline: Lifeline) -> None:
-    node = Node(
-        options.agent,
-        options.db,
-        runtime=options.runtime,
-        settings=options.service,
-        max_concurrent=options.concurrency,
-        queue=options.queue,
-        lifeline=lifeline,
-    )
+    node = options.node(lifeline)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -75,7 +53,7 @@ async def _work(options: WorkerOptions, lifeline: Lifeline) -> None:
     monitoring = asyncio.create_task(monitor.serve()) if monitor else None
     log.info(
         "worker ready: up to %d tasks at once; task processes are contained by %s",
-        options.concurrency,
+        options.max_concurrent,
         node.service.dispatcher.containment,
     )
     try:
