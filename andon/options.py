@@ -15,7 +15,7 @@ from typing import Any
 
 from andon.protocol.errors import InvalidParams
 from andon.protocol.stops import KILL_GRACE, KILLED, STOP_MS, SURVIVORS
-from andon.protocol.types import CANCEL_MODE, DIRECT_REPLY
+from andon.protocol.types import CANCEL_MODE, DIRECT_REPLY, STREAM_END
 from andon.runtime.agent import SKILL_KEY
 from andon.telemetry.tracing import CARRIER_KEY
 
@@ -30,6 +30,7 @@ SERVER_KEYS = frozenset(
         REASON,
         CANCELING,
         CREATED_AT,
+        STREAM_END,
         SURVIVORS,
         STOP_MS,
         KILLED,

@@ -28,6 +28,7 @@ from andon.protocol.errors import (
 from andon.protocol.params import PushNotificationConfig
 from andon.protocol.types import (
     ACTIVE_STATES,
+    STREAM_END,
     CancelMode,
     CancelReason,
     FailReason,
@@ -45,7 +46,7 @@ from andon.push.sender import PushSender, PushSettings
 from andon.runtime.agent import SKILL_KEY, Agent, UnknownSkill
 from andon.runtime.delegation import Orphans
 from andon.store.base import Event as Event  # what transports stream
-from andon.store.base import NewTask, Store, fold_artifacts
+from andon.store.base import NewTask, Store, fold_artifacts, status_event_data
 from andon.store.base import TaskRecord as TaskRecord  # what submit returns to transports
 from andon.store.push import PushConfig
 from andon.telemetry import tracing
@@ -168,7 +169,8 @@ class TaskService:
 
     async def shutdown(self, drain: float = 0.0) -> None:
         """Stop taking tasks, let running ones finish for `drain` seconds, then cancel
-        what is left with reason `shutdown`. Queued tasks stay `submitted`."""
+        what is left with reason `shutdown`. Queued tasks stay `submitted`; their
+        streams end with a notice saying so (`follow_task`)."""
         self._accepting = False
         await self.dispatcher.pause()
         if drain > 0:
@@ -178,6 +180,9 @@ class TaskService:
             await asyncio.gather(*(self._cancel_quietly(t, CancelReason.SHUTDOWN) for t in running))
         await self.dispatcher.stop()
         await self.orphans.close()
+        # Streams and waiting requests of tasks left queued (or, in an API process,
+        # running on workers) end now, each saying so, instead of being cut.
+        self.store.notifier.close()
 
     async def readiness(self, timeout: float = 2.0) -> dict[str, str]:
         """For the store and for dispatch: `ok`, or why not (the readiness probe)."""
@@ -418,7 +423,33 @@ class TaskService:
 
     async def _follow(self, task_id: str, after_seq: int) -> AsyncIterator[Event]:
         async for event in self.store.follow(task_id, after_seq):
+            after_seq = event.seq
             yield present(event)
+            if event.final:
+                return
+        if self.store.notifier.closed:
+            yield await self._stopping_notice(task_id, after_seq)
+
+    async def _stopping_notice(self, task_id: str, last_seq: int) -> Event:
+        """The last event of a stream this process ends as it stops: the task's state as
+        it is, and how to follow it on. Not stored: it is news about this connection, not
+        the task; it carries the id of the last event sent, to resume after."""
+        record = await self.store.get_task(task_id)
+        state = record.visible_state if record is not None else TaskState.SUBMITTED
+        text = (
+            f"andon is stopping: this stream ends, the task does not (it is {state.value}). "
+            f"Follow it again with SubscribeToTask and Last-Event-ID {last_seq}, here once "
+            "andon is back, or through another API process"
+        )
+        now = time.time()
+        data = status_event_data(
+            state,
+            Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
+            None,
+            now,
+            metadata={STREAM_END: "server-stopping"},
+        )
+        return Event(task_id, last_seq, "status", data, False, now)
 
     async def wait(
         self,
@@ -428,8 +459,9 @@ class TaskService:
         until: Collection[TaskState] = frozenset(),
     ) -> TaskRecord | None:
         """Wait, up to `timeout`, until the task has changed since event `after_seq` and
-        has ended or is in a state of `until`; returns it then (None after the timeout).
-        Reads the task, not its log, once per append: one point read a wake-up."""
+        has ended or is in a state of `until`; returns it then (None after the timeout,
+        or at once when the service has stopped). Reads the task, not its log, once per
+        append: one point read a wake-up."""
         with self.store.notifier.listen(task_id) as wake, contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while True:
@@ -441,6 +473,8 @@ class TaskService:
                         record.state.terminal or record.state in until
                     ):
                         return record
+                    if self.store.notifier.closed:
+                        return None
                     await wake.wait()
         return None
 

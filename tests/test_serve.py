@@ -17,7 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from andon.protocol.types import TaskState
+from andon.client import AndonClient
+from andon.client.api import StreamEvent
+from andon.client.errors import StreamLost
+from andon.protocol.types import TaskState, TaskStatusUpdateEvent
 from andon.runtime.keeper import live_members, running
 from andon.store.sqlite import SQLiteStore
 from tests.helpers import children_of, process_group_alive
@@ -128,6 +131,49 @@ async def test_sigterm_drains_then_cancels_with_reason_shutdown(tmp_path: Path) 
             proc.kill()
     assert await stored(tmp_path, short) == (TaskState.COMPLETED, None)
     assert await stored(tmp_path, long) == (TaskState.CANCELED, "shutdown")
+
+
+async def test_sigterm_ends_the_streams_of_queued_tasks_with_a_notice_and_leaves_them_queued(
+    tmp_path: Path,
+) -> None:
+    # One slot, taken: the streamed task waits in the queue when the server stops. Its
+    # stream must end with an event that says so (not be cut), and under the cancel
+    # policy that end is the server's doing, not a dropped client: the task stays queued
+    # and runs after the restart.
+    proc, url = start(
+        tmp_path, "--max-concurrent", "1", "--drain", "0", "--on-disconnect", "cancel"
+    )
+    try:
+        running = send(url, "sleep 30")
+        wait_for(lambda: state_of(url, running) == "TASK_STATE_WORKING")
+        events: list[StreamEvent] = []
+        async with AndonClient(url, reconnect_attempts=0) as client:
+            stream = client.stream("echo queued")
+            with pytest.raises(StreamLost) as lost:
+                async for event in stream:
+                    events.append(event)
+                    if len(events) == 1:
+                        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "andon is stopping" in str(lost.value)
+    queued = events[0].task_id
+    assert queued is not None and lost.value.task_id == queued
+    last = events[-1].item
+    assert isinstance(last, TaskStatusUpdateEvent)
+    assert last.status.state is TaskState.SUBMITTED and not last.final
+    assert (last.metadata or {})["andon.streamEnd"] == "server-stopping"
+    assert await stored(tmp_path, queued) == (TaskState.SUBMITTED, None)
+    assert await stored(tmp_path, running) == (TaskState.CANCELED, "shutdown")
+
+    proc, url = start(tmp_path)
+    try:
+        wait_for(lambda: state_of(url, queued) == "TASK_STATE_COMPLETED")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 async def test_restart_fails_tasks_a_killed_server_left_running(tmp_path: Path) -> None:

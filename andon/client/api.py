@@ -47,6 +47,7 @@ from andon.protocol.params import (
     SubscribeParams,
 )
 from andon.protocol.types import (
+    STREAM_END,
     CancelReason,
     Message,
     Part,
@@ -717,7 +718,9 @@ class EventStream:
                     or (isinstance(last.item, Task) and last.item.status.state in STREAM_END_STATES)
                 ):
                     return
-                cause = "the server closed the stream before the task's last event"
+                cause = _stopping_notice(last) or (
+                    "the server closed the stream before the task's last event"
+                )
             except _Dropped as exc:
                 if self.task_id is None and not exc.answered:
                     raise ProtocolError(no_http_answer(client.url, str(exc))) from None
@@ -765,6 +768,15 @@ def rest_error(body: Any, status: int) -> RemoteError:
 
 def _push_config(push: str | PushNotificationConfig | None) -> PushNotificationConfig | None:
     return PushNotificationConfig(url=push) if isinstance(push, str) else push
+
+
+def _stopping_notice(event: StreamEvent | None) -> str | None:
+    """What a stopping server said as it ended the stream, if that was its last event."""
+    item = event.item if event is not None else None
+    if not isinstance(item, TaskStatusUpdateEvent) or not (item.metadata or {}).get(STREAM_END):
+        return None
+    message = item.status.message
+    return " ".join(p.text for p in message.parts if p.text) if message else STREAM_END
 
 
 def _interrupted(event: StreamEvent) -> bool:

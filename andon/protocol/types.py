@@ -82,6 +82,10 @@ class CancelMode(StrEnum):
 DIRECT_REPLY = "andon.directReply"
 """Task metadata: the agent answered with a message (`TaskContext.reply`)."""
 
+STREAM_END = "andon.streamEnd"
+"""Event metadata on the last event of a stream the server ended, not the task (the
+server is stopping): why it ended. The stream is to be resumed."""
+
 CANCEL_MODE = "andon.cancelMode"
 """Task metadata written with `canceling`: the mode the cancel asked for. With the
 stored reason it is the one carrier of a cancel: whoever stops the attempt reads both

@@ -136,6 +136,7 @@ async def follow_task(
             yield event
             if ended:
                 return
+        ended = True  # the server ended the stream (it is stopping), not the client
     finally:
         with contextlib.suppress(Exception):
             await events.aclose()  # type: ignore[attr-defined]

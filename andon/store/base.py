@@ -227,6 +227,8 @@ class Notifier:
         self._listeners: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._watchers: set[asyncio.Event] = set()
         """Woken by every task's appends (the push sender while it has work)."""
+        self.closed = False
+        """The process is stopping: followers deliver what is stored, then stop waiting."""
 
     @contextlib.contextmanager
     def listen(self, task_id: str) -> Iterator[asyncio.Event]:
@@ -259,6 +261,11 @@ class Notifier:
         for listeners in [*self._listeners.values(), self._watchers]:
             for flag in listeners:
                 flag.set()
+
+    def close(self) -> None:
+        """Wake every follower for the last time: the process is stopping."""
+        self.closed = True
+        self.publish_all()
 
     def listener_count(self, task_id: str) -> int:
         return len(self._listeners.get(task_id, ()))
@@ -390,7 +397,7 @@ class Store(abc.ABC):
 
     async def follow(self, task_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Yield the task's events after `after_seq`, then new ones as they come,
-        until (and including) the final event."""
+        until (and including) the final event, or until the notifier closes."""
         first = True
         with self.notifier.listen(task_id) as wake:
             while True:
@@ -408,6 +415,8 @@ class Store(abc.ABC):
                     return
                 first = False
                 if not batch:
+                    if self.notifier.closed:
+                        return  # without the final event: the caller says why
                     await wake.wait()
 
     async def _ended_without_final(self, task_id: str, after_seq: int) -> bool:
