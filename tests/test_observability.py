@@ -149,6 +149,13 @@ async def test_metrics_move_as_tasks_are_sent_cancelled_and_timed_out(server: Se
     assert moved(before, after, m("andon_events_appended_total", kind="message")) == 3
     assert moved(before, after, m("andon_events_appended_total", kind="progress")) > 0
     assert moved(before, after, m("andon_processes_killed_after_grace_total")) == 0
+    # Group commit: writes share commits, and each commit is counted.
+    commits = moved(before, after, m("andon_store_commits_total"))
+    events = sum(
+        moved(before, after, m("andon_events_appended_total", kind=kind))
+        for kind in ("status", "message", "progress", "artifact")
+    )
+    assert 0 < commits < events
     assert after[m("andon_store_errors_total")] == 0
     assert after[m("andon_dispatch_errors_total")] == 0
 

@@ -756,6 +756,10 @@ async def test_what_committed_waited_for_is_read_by_another_store(
 class Recorder(Observer):
     def __init__(self) -> None:
         self.facts: list[tuple[str, ...]] = []
+        self.commits = 0
+
+    def store_committed(self) -> None:
+        self.commits += 1
 
     def task_created(self, record: TaskRecord) -> None:
         self.facts.append(("created", record.state))
@@ -790,6 +794,23 @@ async def test_every_commit_and_failure_is_reported_once(store: Store) -> None:
         ("changed", S.FAILED),
         ("failed",),
     ]
+
+
+async def test_the_writes_of_one_loop_turn_are_one_reported_commit(store: Store) -> None:
+    seen = Recorder()
+    store.observer = seen
+    record = await create(store)
+    working = await claim(store, record.id)
+    await store.committed()
+    assert seen.commits >= 1
+    before = seen.commits
+    appends = [store.append(record.id, working.epoch, "progress", {"n": n}) for n in range(20)]
+    assert all(await asyncio.gather(*appends))
+    await store.committed()
+    assert seen.commits == before + 1
+    await move(store, record.id, S.WORKING, S.COMPLETED)
+    await store.committed()
+    assert seen.commits == before + 2
 
 
 # -- SQLite only ----------------------------------------------------------------------------

@@ -276,8 +276,9 @@ class Store(abc.ABC):
 
     After each commit a backend wakes the task's followers (`notifier`) and reports the
     change to its `observer`: `task_created`, `task_changed` (every transition, those of
-    `fail_unfinished` included), `event_appended`; and `store_failed` when an operation
-    raises."""
+    `fail_unfinished` included), `event_appended`; `store_committed` for each transaction
+    of task writes it commits (one per loop turn that wrote); and `store_failed` when an
+    operation raises."""
 
     push: PushStore
     """Push notification configs and their outbox (andon/store/push.py)."""

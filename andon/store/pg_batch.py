@@ -43,11 +43,12 @@ class Write:
 
 
 class GroupCommit:
-    """The store's writes go through `fetchone`; `failed` is called once for each write
-    that raises."""
+    """The store's writes go through `fetchone`; `committed` is called once for each
+    transaction that commits, `failed` once for each write that raises."""
 
-    def __init__(self, run: Run, failed: Callable[[], None]) -> None:
+    def __init__(self, run: Run, committed: Callable[[], None], failed: Callable[[], None]) -> None:
         self._run = run
+        self._committed = committed
         self._failed = failed
         self._queue: list[Write] = []
         self._sender: asyncio.Task[None] | None = None
@@ -91,9 +92,12 @@ class GroupCommit:
             return await (await conn.execute(write.query, write.params)).fetchone()
 
         try:
-            _settle(write, await self._run(op))
+            row = await self._run(op)
         except Exception as exc:
             self._fail(write, exc)
+            return
+        self._committed()
+        _settle(write, row)
 
     async def _together(self, batch: list[Write]) -> None:
         async def op(conn: Conn) -> list[Any]:
@@ -118,6 +122,7 @@ class GroupCommit:
             for write in batch:
                 self._fail(write, exc)
             return
+        self._committed()
         for write, row in zip(batch, rows, strict=True):
             _settle(write, row)
 

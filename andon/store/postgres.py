@@ -167,6 +167,7 @@ class PostgresStore(Store):
         self._batcher = pg_events.NotifyBatcher(notify_window, self._announce)
         self._group = pg_batch.GroupCommit(
             lambda op: pg_retry.retrying(self._pool, op, pg_retry.NEVER_RAN),
+            lambda: self.observer.store_committed(),
             lambda: self.observer.store_failed(),
         )
         self._checks: set[asyncio.Task[None]] = set()

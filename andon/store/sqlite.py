@@ -209,6 +209,7 @@ class SQLiteStore(Store):
         try:
             if db is not None:
                 db.execute("COMMIT")
+                self.observer.store_committed()
         except sqlite3.Error:
             # This turn's writes are lost, as in a crash: nothing outside was shown them.
             log.exception("could not commit this turn's writes")

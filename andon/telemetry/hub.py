@@ -57,6 +57,9 @@ class Telemetry(Observer):
     def event_appended(self, kind: str) -> None:
         self.metrics.events.labels(kind).inc()
 
+    def store_committed(self) -> None:
+        self.metrics.store_commits.inc()
+
     def store_failed(self) -> None:
         self.metrics.store_errors.inc()
 

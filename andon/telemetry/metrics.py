@@ -87,6 +87,12 @@ class Metrics:
         self.events = Counter(
             "andon_events_appended", "Events appended to task logs, by kind.", ["kind"], registry=r
         )
+        self.store_commits = Counter(
+            "andon_store_commits",
+            "Transactions of task writes the store committed: one per event-loop turn that "
+            "wrote (group commit), however many writes it held.",
+            registry=r,
+        )
         self.store_errors = Counter(
             "andon_store_errors", "Store operations that raised.", registry=r
         )

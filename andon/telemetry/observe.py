@@ -41,6 +41,10 @@ class Observer:
     def event_appended(self, kind: str) -> None:
         """An attempt appended a progress, artifact or message event."""
 
+    def store_committed(self) -> None:
+        """The store committed a transaction of task writes: group commit makes it one
+        per event-loop turn that wrote, however many writes the turn held."""
+
     def store_failed(self) -> None:
         """A store operation raised."""
 
