@@ -495,6 +495,30 @@ async def test_a_body_of_too_many_json_objects_is_refused_before_it_is_parsed(
         assert "over 20000 JSON objects and arrays" in response.text
 
 
+async def test_a_body_of_too_many_json_objects_is_refused_before_the_rest_arrives(
+    server: AndonServer,
+) -> None:
+    """The count goes as the body arrives: 21,000 brackets of a 9 MB body are enough to
+    answer, and the server keeps the connection (it skips what follows, unparsed)."""
+    head = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"A2A-Version: 1.0\r\nContent-Length: 9000000\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        async with stores_nothing(server):
+            writer.write(head + b"[" * 21_000)  # and not a byte more, for now
+            status = await asyncio.wait_for(reader.readline(), 10)
+            assert status.startswith(b"HTTP/1.1 413 ")
+            answer = await asyncio.wait_for(reader.readuntil(b"(--max-json-nodes)"), 10)
+            assert b"over 20000 JSON objects and arrays" in answer
+            writer.write(b" " * (9_000_000 - 21_000))  # the rest, then the next request
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(reader.readuntil(b"HTTP/1.1 200 "), 10)
+    finally:
+        writer.close()
+
+
 async def test_a_request_that_is_not_http_leaves_the_server_up(server: AndonServer) -> None:
     async with stores_nothing(server):
         status, _ = await raw_exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n", [])
