@@ -147,8 +147,14 @@ def server_args(name: str, workdir: Path, cfg: Config) -> list[str]:
     if name == "andon":
         # Every admitted task runs at once, as on a2a-sdk (andon's default is 64 and
         # queues the rest): the crowd measures that many running tasks on both.
-        running = str(max(cfg.crowd, 1000))
-        return ["--db", str(workdir / "andon.db"), "--max-concurrent", running]
+        running = max(cfg.crowd, 1000)
+        # The crowd holds a stream and a cancel connection per task at once: past
+        # --max-connections (1,000 by default) andon would refuse them with 503.
+        connections = str(2 * running + 100)
+        return [
+            *("--db", str(workdir / "andon.db"), "--max-concurrent", str(running)),
+            *("--max-connections", connections),
+        ]
     return []
 
 
@@ -475,10 +481,15 @@ async def crowd_member(server: Server, index: int, crowd: Crowd, size: int, text
 
 
 async def cancel_all(
-    server: Server, task_ids: list[str], connections: int, answered: dict[str, int]
+    server: Server,
+    task_ids: list[str],
+    connections: int,
+    answered: dict[str, int],
+    refused: list[str],
 ) -> None:
     """Cancel every task over `connections` keep-alive connections; `answered` gets
-    the monotonic ns at which each cancel was answered (even with an error)."""
+    the monotonic ns at which each cancel was answered, `refused` the tasks whose cancel
+    got an HTTP error (their work after it is not work after a cancel answer)."""
     queue = list(task_ids)
 
     async def worker() -> None:
@@ -486,8 +497,11 @@ async def cancel_all(
         try:
             while queue:
                 task_id = queue.pop()
-                with contextlib.suppress(HTTPError):
+                try:
                     await conn.exchange(encode(server.dialect, server.dialect.cancel(task_id)))
+                except HTTPError:
+                    refused.append(task_id)
+                    continue
                 answered[task_id] = time.monotonic_ns()
         finally:
             conn.close()
@@ -542,10 +556,13 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
         task_ids = list(crowd.admitted.values())
         t0 = time.perf_counter()
         answered: dict[str, int] = {}
+        refused: list[str] = []
         # Every task's client cancels at the same moment, each on its own connection
         # (or, past the file descriptors a machine gives, a few tasks per connection).
         connections = min(len(task_ids), cfg.cancel_connections or len(task_ids))
-        done = await within(cfg.crowd_deadline, cancel_all(server, task_ids, connections, answered))
+        done = await within(
+            cfg.crowd_deadline, cancel_all(server, task_ids, connections, answered, refused)
+        )
         cancel_s = time.perf_counter() - t0 if done else None
         # Streams end with their tasks: worth waiting for only once all are cancelled.
         ended = done and await until(
@@ -568,6 +585,7 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
         "crowd.peak_mib": sampler.peak / MIB,
         "crowd.cancel_all_s": cancel_s,
         "crowd.cancels_answered": len(answered),
+        "crowd.cancels_refused": len(refused),
         "crowd.cancels_per_s": len(answered) / (cancel_s or cfg.crowd_deadline),
         "crowd.streams_ended_s": ended_s,
         "crowd.lines_after": lines_after,

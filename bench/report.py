@@ -114,6 +114,7 @@ def rows(cfg: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                     "s",
                 ),
                 Row("crowd.cancels_answered", "cancel calls answered"),
+                Row("crowd.cancels_refused", "cancel calls refused (an HTTP error)"),
                 Row("crowd.cancels_per_s", "cancel calls answered per second", "/s"),
                 Row("crowd.streams_ended_s", "until every admitted stream ended", "s"),
                 Row("crowd.lines_after", "work lines after a task's cancel answer, all tasks"),
