@@ -339,7 +339,7 @@ class TaskService:
         old = await self._owned(task_id, principal)
         if not old.state.terminal:
             raise UnsupportedOperation(f"task {task_id} has not ended; cancel it first")
-        events = await self.store.events(task_id)
+        events = await self.store.events(task_id, with_progress=False)
         first = next(e for e in events if e.kind == "message")
         # The options the task was created with, not what its run added (its stop time).
         created = next(e for e in events if e.kind == "status").data.get("metadata") or {}
@@ -371,10 +371,11 @@ class TaskService:
         """The task and the sequence number of the last event it shows: a stream that
         goes on after that number neither misses nor repeats anything."""
         record = await self._owned(task_id, principal)
-        return task_view(record, await self.store.events(task_id), history_length), record.last_seq
+        return await self.view(record, history_length), record.last_seq
 
     async def view(self, record: TaskRecord, history_length: int | None = None) -> Task:
-        return task_view(record, await self.store.events(record.id), history_length)
+        events = await self.store.events(record.id, with_progress=False)
+        return task_view(record, events, history_length)
 
     async def list(
         self,
@@ -406,7 +407,7 @@ class TaskService:
         read_log = history_length != 0 or include_artifacts
         tasks = []
         for record in page.tasks:
-            events = await self.store.events(record.id) if read_log else []
+            events = await self.store.events(record.id, with_progress=False) if read_log else []
             view = task_view(record, events, history_length)
             if not include_artifacts:
                 view.artifacts = None

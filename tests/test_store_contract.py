@@ -570,6 +570,19 @@ async def test_events_after_seq(store: Store) -> None:
     assert await store.events(record.id, 100) == []
 
 
+async def test_events_without_progress_are_the_rest_in_order(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    for i in range(3):
+        await store.append(record.id, record.epoch, "progress", {"i": i})
+        await store.append(record.id, record.epoch, "artifact", {"chunk": i})
+    await move(store, record.id, S.WORKING, S.COMPLETED)
+    everything = await store.events(record.id)
+    rest = await store.events(record.id, with_progress=False)
+    assert rest == [event for event in everything if event.kind != "progress"]
+    assert [event.kind for event in rest[-4:]] == ["artifact"] * 3 + ["status"]
+    assert await store.events(record.id, rest[-2].seq, with_progress=False) == rest[-1:]
+
+
 # -- follow -----------------------------------------------------------------------------
 
 

@@ -331,7 +331,7 @@ class QueueWorker:
         asked = attempt.question_seq
         if asked is None:
             return
-        for event in await self.store.events(task_id, asked):
+        for event in await self.store.events(task_id, asked, with_progress=False):
             if event.kind == "message":
                 self.supervisor.answer(task_id, epoch, Message.model_validate(event.data))
                 return

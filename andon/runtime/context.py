@@ -122,7 +122,7 @@ class TaskContext:
         """The artifacts (partial ones included) of the task this one retries."""
         if self.retry_of is None:
             return []
-        return fold_artifacts(await self._store.events(self.retry_of))
+        return fold_artifacts(await self._store.events(self.retry_of, with_progress=False))
 
     # -- checkpoints ----------------------------------------------------------------
 

@@ -131,7 +131,7 @@ class Supervisor:
 
     async def _run_attempt(self, record: TaskRecord) -> None:
         install_executor(asyncio.get_running_loop())
-        events = await self.store.events(record.id)
+        events = await self.store.events(record.id, with_progress=False)
         history = [Message.model_validate(e.data) for e in events if e.kind == "message"]
         cell = self.containment.cell(f"{record.id}.{record.epoch}")
         attempt = Attempt(record, self.settings, cell, self.lifeline)

@@ -353,7 +353,12 @@ class Store(abc.ABC):
         children recorded at once are both kept."""
 
     @abc.abstractmethod
-    async def events(self, task_id: str, after_seq: int = 0) -> list[Event]: ...
+    async def events(
+        self, task_id: str, after_seq: int = 0, *, with_progress: bool = True
+    ) -> list[Event]:
+        """The task's events after `after_seq`, in order. `with_progress=False` leaves
+        out progress events, which a Task view folds none of: a long task's log is
+        mostly those, and a GetTask or a cancel answer need not decode them."""
 
     @abc.abstractmethod
     async def fail_unfinished(

@@ -119,7 +119,7 @@ RETURNING id
 GET: Final = f"SELECT {TASK_COLUMNS} FROM andon_tasks WHERE id = %s"
 EVENTS: Final = (
     "SELECT seq, kind, data, final, created_at FROM andon_events"
-    " WHERE task_id = %s AND seq > %s ORDER BY seq"
+    " WHERE task_id = %s AND seq > %s AND (%s OR kind <> 'progress') ORDER BY seq"
 )
 ANNOUNCE: Final = f"SELECT pg_notify('{pg_events.CHANNEL}', p) FROM unnest(%s::text[]) AS p"
 
@@ -378,8 +378,10 @@ class PostgresStore(Store):
         )
         return row is not None
 
-    async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:
-        rows = await self._fetchall(EVENTS, (task_id, after_seq))
+    async def events(
+        self, task_id: str, after_seq: int = 0, *, with_progress: bool = True
+    ) -> list[Event]:
+        rows = await self._fetchall(EVENTS, (task_id, after_seq, with_progress))
         return [Event(task_id, *row) for row in rows]
 
     async def fail_unfinished(

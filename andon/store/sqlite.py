@@ -504,12 +504,15 @@ class SQLiteStore(Store):
         await self.committed()  # the child must outlive a crash of this process
         return recorded
 
-    async def events(self, task_id: str, after_seq: int = 0) -> list[Event]:
+    async def events(
+        self, task_id: str, after_seq: int = 0, *, with_progress: bool = True
+    ) -> list[Event]:
         def read(db: sqlite3.Connection, limit: int = -1) -> list[Event]:
             rows = db.execute(
                 "SELECT seq, kind, data, final, created_at FROM events"
-                " WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (task_id, after_seq, limit),
+                " WHERE task_id = ? AND seq > ? AND (? OR kind != 'progress')"
+                " ORDER BY seq LIMIT ?",
+                (task_id, after_seq, with_progress, limit),
             ).fetchall()
             return [Event(task_id, r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
 
