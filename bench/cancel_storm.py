@@ -9,8 +9,8 @@ sends a CancelTask for each over as many keep-alive connections, all at once, an
 waits for every answer (each must be `canceled`). Each round does it twice: with a bare
 client (bench.rawhttp: prebuilt bytes, no parsing beyond HTTP framing) and with httpx
 (one AsyncClient whose pool holds the whole storm). Prints for each the answers' p50 /
-p99 / max, the storm's wall time, and the CPU time the server and the client spent on
-it, per cancel (medians over the rounds).
+p99 / max, the storm's wall time, and the CPU time the server (its process tree) and
+the client spent on it, per cancel (medians over the rounds).
 """
 
 from __future__ import annotations
@@ -26,23 +26,17 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from bench.http import HEADERS, message, rpc
 from bench.peers.launch import free_port, start, stop
+from bench.procs import cpu_seconds
 from bench.rawhttp import AsyncConnection, build_request
 from bench.stats import percentile
 
-HEADERS = {"A2A-Version": "1.0", "Content-Type": "application/json"}
 RUNNING = 64
 
 
 def rpc_body(method: str, params: dict[str, object]) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process, all its threads."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return json.dumps(rpc(method, params)).encode()
 
 
 async def sleep_tasks(port: int, count: int) -> list[str]:
@@ -51,11 +45,7 @@ async def sleep_tasks(port: int, count: int) -> list[str]:
     try:
         ids = []
         for _ in range(count):
-            message = {"messageId": os.urandom(8).hex(), "role": "ROLE_USER"}
-            params = {
-                "message": {**message, "parts": [{"text": "sleep 30"}]},
-                "configuration": {"returnImmediately": True},
-            }
+            params = {**message("sleep 30"), "configuration": {"returnImmediately": True}}
             reply = await connection.exchange(
                 build_request("/", rpc_body("SendMessage", params), HEADERS)
             )
