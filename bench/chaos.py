@@ -43,9 +43,9 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench.http import HEADERS, message, rpc
 from bench.peers.launch import free_port
 
-HEADERS = {"A2A-Version": "1.0"}
 TOKENS = {"alice": "alice-chaos-token", "bob": "bob-chaos-token"}
 WORK = ["sleep 2", "spin 2", "shell sleep 3; echo {marker}", "stream 20", "echo hi", "ask who?"]
 ENDED = ("TASK_STATE_COMPLETED", "TASK_STATE_FAILED", "TASK_STATE_CANCELED")
@@ -59,10 +59,12 @@ FINALS = (
 )
 
 
-def rpc(http: httpx.Client, who: str, method: str, params: dict[str, object]) -> dict[str, Any]:
-    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+def call(http: httpx.Client, who: str, method: str, params: dict[str, object]) -> dict[str, Any]:
+    """A JSON-RPC call as `who`."""
     headers = {**HEADERS, "Authorization": f"Bearer {TOKENS[who]}"}
-    reply: dict[str, Any] = http.post("/", json=body, headers=headers, timeout=30).json()
+    reply: dict[str, Any] = http.post(
+        "/", json=rpc(method, params), headers=headers, timeout=30
+    ).json()
     return reply
 
 
@@ -196,9 +198,10 @@ class Distributed(Andon):
             worker.wait()
 
     def down(self) -> None:
-        for proc in [*self.workers, *([self.api] if self.api else [])]:
+        running = [*self.workers, *([self.api] if self.api else [])]
+        for proc in running:
             proc.send_signal(signal.SIGTERM)
-        for proc in [*self.workers, *([self.api] if self.api else [])]:
+        for proc in running:
             proc.wait(60)
         self.workers, self.api = [], None
 
@@ -279,19 +282,15 @@ def load(
     while time.monotonic() < until and submitted < tasks:
         who = rng.choice(list(TOKENS))
         text = rng.choice(WORK).format(marker=marker)
-        message = {"messageId": os.urandom(8).hex(), "role": "ROLE_USER"}
-        params = {
-            "message": {**message, "parts": [{"text": text}]},
-            "configuration": {"returnImmediately": True},
-        }
+        params = {**message(text), "configuration": {"returnImmediately": True}}
         try:
-            task = rpc(http, who, "SendMessage", params).get("result", {}).get("task")
+            task = call(http, who, "SendMessage", params).get("result", {}).get("task")
             if task:
                 owners[task["id"]] = who
                 submitted += 1
                 if rng.random() < 0.3:
                     cancel = {"id": task["id"], "metadata": {"andon.wait": 0}}
-                    rpc(http, who, "CancelTask", cancel)
+                    call(http, who, "CancelTask", cancel)
         except httpx.TransportError:
             continue
 
@@ -305,10 +304,10 @@ def settle(http: httpx.Client, owners: dict[str, str], ends: Counter[str]) -> li
     moved = time.monotonic()
     while pending and time.monotonic() - moved < STALL:
         for task_id, who in list(pending.items()):
-            task = rpc(http, who, "GetTask", {"id": task_id})["result"]
+            task = call(http, who, "GetTask", {"id": task_id})["result"]
             state = task["status"]["state"]
             if state == "TASK_STATE_INPUT_REQUIRED":
-                rpc(http, who, "CancelTask", {"id": task_id})
+                call(http, who, "CancelTask", {"id": task_id})
             elif state in ENDED:
                 reason = (task.get("metadata") or {}).get("andon.reason")
                 how = state.removeprefix("TASK_STATE_").lower()
@@ -323,12 +322,12 @@ def leaks(http: httpx.Client, owners: dict[str, str]) -> list[str]:
     found = []
     for who in TOKENS:
         other = next(w for w in TOKENS if w != who)
-        listed = rpc(http, who, "ListTasks", {"pageSize": 100})["result"]["tasks"]
+        listed = call(http, who, "ListTasks", {"pageSize": 100})["result"]["tasks"]
         found += [
             f"{who} lists {t['id']} of {other}" for t in listed if owners.get(t["id"]) == other
         ]
         for task_id in [t for t, w in owners.items() if w == other][:50]:
-            if "error" not in rpc(http, who, "GetTask", {"id": task_id}):
+            if "error" not in call(http, who, "GetTask", {"id": task_id}):
                 found.append(f"{who} reads {task_id} of {other}")
     return found
 
