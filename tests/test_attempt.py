@@ -201,6 +201,45 @@ def test_module_check_outside_an_attempt_does_nothing() -> None:
     andon.check()
 
 
+async def test_check_lets_go_of_the_gil_in_threads_and_never_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check in a thread sleeps a moment (once a millisecond) so the loop gets the GIL;
+    on the loop's own thread that moment would stall every task and stream there (about
+    80 µs a sleep: 1,000 sleeping tasks stepping ten times a second lost most of the
+    loop to it)."""
+    sleepers: list[int] = []
+    real_sleep = time.sleep
+
+    def recording_sleep(seconds: float) -> None:
+        sleepers.append(threading.get_ident())
+        real_sleep(seconds)
+
+    loop_thread = threading.get_ident()
+    agent = Agent(name="checks")
+
+    def spin(ctx: SyncTaskContext) -> None:
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            ctx.check()
+
+    @agent.skill("async")
+    async def on_the_loop(ctx: TaskContext) -> None:
+        for _ in range(20):
+            end = time.monotonic() + 0.002
+            while time.monotonic() < end:
+                ctx.check()
+            await asyncio.sleep(0)
+        await asyncio.to_thread(spin, SyncTaskContext(ctx))
+
+    monkeypatch.setattr(time, "sleep", recording_sleep)
+    async with serving(agent, tmp_path, str(tmp_path / "a.sqlite")) as service:
+        task_id = await start(service, "go")
+        await wait_state(service, task_id, TaskState.COMPLETED)
+    assert loop_thread not in sleepers
+    assert sleepers, "the thread's checks never let go of the GIL"
+
+
 # -- synchronous handlers -----------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import pickle
 import shlex
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ class TaskContext:
         self._store = store
         self._started_artifacts: set[str] = set()
         self._last_yield = 0.0
+        self._loop_thread = threading.get_ident()
+        """The event loop's thread (the context is made on it), which never yields here."""
 
     # -- what the agent reads -------------------------------------------------------
 
@@ -129,14 +132,17 @@ class TaskContext:
     def check(self) -> None:
         """A step boundary: raises TaskCancelled once the task is being cancelled.
 
-        Call it from CPU-bound loops and threads; it is cheap and thread-safe. At most
-        once a millisecond it also lets go of the GIL for a moment: a thread that holds
-        it would otherwise keep the event loop (and the cancel on its way to this very
-        thread) waiting up to the 5 ms switch interval at every step.
+        Call it from CPU-bound loops and threads; it is cheap and thread-safe. In a
+        thread, at most once a millisecond, it also lets go of the GIL for a moment: a
+        thread that holds it would otherwise keep the event loop (and the cancel on its
+        way to this very thread) waiting up to the 5 ms switch interval at every step.
+        Never on the loop's own thread: there the moment is a stall of the loop (a
+        `time.sleep(0)` lasts some 80 µs, the kernel's timer slack), and the loop lets
+        go of the GIL anyway each time it waits for I/O.
         """
         self._attempt.scope.raise_if_cancelled(step_boundary=True)
         now = time.monotonic()
-        if now - self._last_yield >= _YIELD_EVERY:
+        if now - self._last_yield >= _YIELD_EVERY and threading.get_ident() != self._loop_thread:
             self._last_yield = now
             time.sleep(0)
 
