@@ -21,7 +21,7 @@ import pytest
 
 from andon.protocol.types import TaskState, new_id
 from andon.store import pg_schema
-from andon.store.base import CHILDREN, Event, NewTask, Store, TaskRecord
+from andon.store.base import CHILDREN, Event, NewTask, Notifier, Store, TaskRecord
 from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
 from andon.store.postgres import PostgresStore
 from andon.store.sqlite import MIGRATIONS, SQLiteStore, split_statements
@@ -613,6 +613,28 @@ async def test_follow_yields_old_then_new_events_and_stops_after_the_final(store
     assert got == await store.events(record.id)
     assert [e.seq for e in await asyncio.wait_for(late_joiner, 5)] == [3, 4, 5, 6]
     assert store.notifier.listener_count(record.id) == 0
+
+
+def test_a_wake_hands_over_appended_events_only_when_none_is_missing() -> None:
+    """A follower takes the events a store handed to the notifier instead of reading
+    the log, unless one is unknown (published without them) or missing (a gap)."""
+    notifier = Notifier()
+
+    def event(seq: int) -> Event:
+        return Event("t", seq, "progress", {"step": seq}, False, 0.0)
+
+    with notifier.listen("t") as wake:
+        notifier.publish("t", [event(3), event(4)])
+        assert [e.seq for e in wake.take(2) or []] == [3, 4]
+        assert not wake.is_set() and wake.take(4) == []  # nothing new: known and empty
+        notifier.publish("t", [event(5)])
+        notifier.publish("t")  # a change the store did not describe
+        notifier.publish("t", [event(7)])
+        assert wake.take(4) is None  # read the log
+        notifier.publish("t", [event(9)])
+        assert wake.take(7) is None  # 8 is missing
+        notifier.publish("t", [event(7), event(8)])
+        assert [e.seq for e in wake.take(7) or []] == [8]  # 7 was delivered already
 
 
 async def test_follow_of_an_ended_task(store: Store) -> None:

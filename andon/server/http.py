@@ -186,11 +186,17 @@ def sse_response(
         pumping = asyncio.create_task(pump())
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), keepalive)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
+                if queue.empty():
+                    # A timer only while quiet, and no task for the get (as wait_for
+                    # makes): this runs once per event of every stream.
+                    try:
+                        async with asyncio.timeout(keepalive):
+                            item = await queue.get()
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                else:
+                    item = queue.get_nowait()
                 if item is None:
                     return
                 if isinstance(item, BaseException):

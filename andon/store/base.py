@@ -14,7 +14,7 @@ import asyncio
 import base64
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, LiteralString
 
@@ -89,6 +89,9 @@ TASK_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One entry of a task's log. `data` may be shared by every follower of the task
+    (the notifier hands the appended event itself to each): read it, do not change it."""
+
     task_id: str
     seq: int
     kind: EventKind
@@ -216,23 +219,51 @@ def fold_artifacts(events: list[Event]) -> list[Artifact]:
     return list(artifacts.values())
 
 
+class Wake(asyncio.Event):
+    """A follower's flag, and what was appended to its task's log since it was last
+    cleared: the events themselves when the store handed them over, None when it did
+    not (the follower then reads the log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.appended: list[Event] | None = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.appended = []
+
+    def take(self, after_seq: int) -> list[Event] | None:
+        """Clear the flag, and return the events after `after_seq` appended since it
+        was last cleared, if they are known and none is missing; else None."""
+        appended = self.appended
+        self.clear()
+        if appended is None:
+            return None
+        appended = [event for event in appended if event.seq > after_seq]
+        for expected, event in enumerate(appended, start=after_seq + 1):
+            if event.seq != expected:
+                return None
+        return appended
+
+
 class Notifier:
     """Wakes the followers of a task's log when events are appended to it.
 
-    The store publishes after every commit; a follower clears its flag *before* it
-    reads, so an append between the read and the wait is never missed.
+    The store publishes after every write, with the events it appended when it has
+    them at hand (a follower then need not read them back); a follower clears its flag
+    *before* it reads, so an append between the read and the wait is never missed.
     """
 
     def __init__(self) -> None:
-        self._listeners: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._listeners: dict[str, set[Wake]] = defaultdict(set)
         self._watchers: set[asyncio.Event] = set()
         """Woken by every task's appends (the push sender while it has work)."""
         self.closed = False
         """The process is stopping: followers deliver what is stored, then stop waiting."""
 
     @contextlib.contextmanager
-    def listen(self, task_id: str) -> Iterator[asyncio.Event]:
-        flag = asyncio.Event()
+    def listen(self, task_id: str) -> Iterator[Wake]:
+        flag = Wake()
         self._listeners[task_id].add(flag)
         try:
             yield flag
@@ -243,9 +274,15 @@ class Notifier:
                 if not listeners:
                     del self._listeners[task_id]
 
-    def publish(self, task_id: str) -> None:
-        for flag in self._listeners.get(task_id, ()):
-            flag.set()
+    def publish(self, task_id: str, appended: Sequence[Event] | None = None) -> None:
+        """The task's log (or record) changed; `appended`, when given, is every event
+        the change added, in order."""
+        for wake in self._listeners.get(task_id, ()):
+            if appended is None or wake.appended is None:
+                wake.appended = None
+            else:
+                wake.appended.extend(appended)
+            wake.set()
         for flag in self._watchers:
             flag.set()
 
@@ -258,9 +295,12 @@ class Notifier:
 
     def publish_all(self) -> None:
         """Wake every follower: events may have come unannounced (a lost connection)."""
-        for listeners in [*self._listeners.values(), self._watchers]:
-            for flag in listeners:
-                flag.set()
+        for listeners in self._listeners.values():
+            for wake in listeners:
+                wake.appended = None
+                wake.set()
+        for flag in self._watchers:
+            flag.set()
 
     def close(self) -> None:
         """Wake every follower for the last time: the process is stopping."""
@@ -406,24 +446,29 @@ class Store(abc.ABC):
         until (and including) the final event, or until the notifier closes."""
         first = True
         with self.notifier.listen(task_id) as wake:
+            wake.clear()
+            batch: list[Event] | None = await self.events(task_id, after_seq)
             while True:
-                wake.clear()
-                batch = await self.events(task_id, after_seq)
                 if batch:
                     await self.committed()
-                for event in batch:
-                    yield event
-                    after_seq = event.seq
-                    if event.final:
-                        return
+                    for event in batch:
+                        yield event
+                        after_seq = event.seq
+                        if event.final:
+                            return
                 # Followed from after its final event: there is nothing left to wait for.
-                if not batch and first and await self._ended_without_final(task_id, after_seq):
+                elif first and await self._ended_without_final(task_id, after_seq):
                     return
                 first = False
-                if not batch:
+                if not wake.is_set():
                     if self.notifier.closed:
                         return  # without the final event: the caller says why
                     await wake.wait()
+                # What was appended meanwhile, as the store handed it over; read from
+                # the log when it did not, or when any of it is missing.
+                batch = wake.take(after_seq)
+                if batch is None:
+                    batch = await self.events(task_id, after_seq)
 
     async def _ended_without_final(self, task_id: str, after_seq: int) -> bool:
         record = await self.get_task(task_id)

@@ -324,7 +324,7 @@ class SQLiteStore(Store):
             await asyncio.get_running_loop().run_in_executor(self._thread, reader.close)
 
     async def create_task(self, task: NewTask, message: dict[str, Any]) -> TaskRecord:
-        def create(db: sqlite3.Connection) -> TaskRecord:
+        def create(db: sqlite3.Connection) -> tuple[TaskRecord, list[Event]]:
             now = time.time()
             row = db.execute(
                 "INSERT INTO tasks (id, context_id, owner, state, metadata, retry_of, timeout,"
@@ -353,10 +353,14 @@ class SQLiteStore(Store):
                     (task.id, 2, "status", json.dumps(status), now),
                 ],
             )
-            return _record(row)
+            events = [
+                Event(task.id, 1, "message", message, False, now),
+                Event(task.id, 2, "status", status, False, now),
+            ]
+            return _record(row), events
 
-        record = await self._write(create)
-        self.notifier.publish(task.id)
+        record, events = await self._write(create)
+        self.notifier.publish(task.id, events)
         self.observer.task_created(record)
         return record
 
@@ -434,7 +438,7 @@ class SQLiteStore(Store):
                 raise ValueError(f"metadata key {key!r} holds a double quote")
             merge_params += [f'$."{key}"', json.dumps(value)]
 
-        def cas(db: sqlite3.Connection) -> TaskRecord | None:
+        def cas(db: sqlite3.Connection) -> tuple[TaskRecord, Event] | None:
             now = time.time()
             params: list[Any] = [target.value, int(claim), reason, message_json, *merge_params]
             params += [now, task_id, *states]
@@ -452,12 +456,14 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, 'status', ?, ?, ?)",
                 (task_id, record.last_seq, json.dumps(data), int(target.terminal), now),
             )
-            return record
+            return record, Event(task_id, record.last_seq, "status", data, target.terminal, now)
 
-        record = await self._write(cas)
-        if record is not None:
-            self.notifier.publish(task_id)
-            self.observer.task_changed(record)
+        changed = await self._write(cas)
+        if changed is None:
+            return None
+        record, event = changed
+        self.notifier.publish(task_id, (event,))
+        self.observer.task_changed(record)
         return record
 
     async def append(
@@ -484,7 +490,7 @@ class SQLiteStore(Store):
 
         event = await self._write(insert)
         if event is not None:
-            self.notifier.publish(task_id)
+            self.notifier.publish(task_id, (event,))
             self.observer.event_appended(kind)
         return event
 
