@@ -10,6 +10,7 @@ attempts, a dispatcher, and the TaskService on top, started and stopped in order
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +32,17 @@ if TYPE_CHECKING:
 
 def is_distributed(store_url: str) -> bool:
     return store_url.startswith(("postgresql://", "postgres://"))
+
+
+def freeze_startup_heap() -> None:
+    """Once a serving process has started: leave what it has built so far (modules, the
+    app, the protocol's schemas: some 50,000 objects) out of every later garbage
+    collection. They live as long as the process, and each full collection scanned
+    them all again: about 12 ms a time on this project's machine, added to every
+    full collection under load. Only for andon's own processes: an application that
+    embeds the service keeps its collector as it set it."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(kw_only=True)
