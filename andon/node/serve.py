@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from andon.node.banner import QuietLifecycle, Serving, banner
-from andon.node.parts import Node, NodeOptions, freeze_startup_heap
+from andon.node.parts import Node, NodeOptions, tune_collector
 from andon.node.slow_clients import with_header_timeout
 from andon.runtime.agent import Agent
 from andon.runtime.lifeline import Lifeline
@@ -122,7 +122,7 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.should_exit:
             return
-        freeze_startup_heap()
+        tune_collector()
         if self.tokens is not None:  # `kill -HUP` reads the tokens file again
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.tokens.reload)
         if self.text_logs:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from andon.node.parts import Node, NodeOptions, freeze_startup_heap
+from andon.node.parts import Node, NodeOptions, tune_collector
 from andon.runtime.lifeline import Lifeline
 from andon.server.monitoring import monitoring_routes
 from andon.server.streams import Subscribers
@@ -49,7 +49,7 @@ async def _work(options: WorkerOptions, lifeline: Lifeline) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await node.start()
-    freeze_startup_heap()
+    tune_collector()
     monitor = _Monitor(node, *options.metrics) if options.metrics else None
     monitoring = asyncio.create_task(monitor.serve()) if monitor else None
     log.info(
