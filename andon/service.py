@@ -461,8 +461,9 @@ class TaskService:
     ) -> TaskRecord | None:
         """Wait, up to `timeout`, until the task has changed since event `after_seq` and
         has ended or is in a state of `until`; returns it then (None after the timeout,
-        or at once when the service has stopped). Reads the task, not its log, once per
-        append: one point read a wake-up."""
+        or at once when the service has stopped). Reads the task once, then again only
+        after a change of state: the progress and artifacts the store hands over on
+        the way are skipped unread (any change it does not describe is read)."""
         with self.store.notifier.listen(task_id) as wake, contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while True:
@@ -476,7 +477,13 @@ class TaskService:
                         return record
                     if self.store.notifier.closed:
                         return None
-                    await wake.wait()
+                    seen = record.last_seq
+                    while True:
+                        await wake.wait()
+                        appended = wake.take(seen)
+                        if appended is None or any(e.kind == "status" for e in appended):
+                            break
+                        seen = appended[-1].seq if appended else seen
         return None
 
     # -- cancel ------------------------------------------------------------------------

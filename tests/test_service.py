@@ -89,6 +89,38 @@ async def test_echo_completes_with_its_artifact(service: TaskService) -> None:
     assert task.history is not None and task.history[0].text == "echo hello there"
 
 
+async def test_a_wait_reads_the_task_again_only_after_a_change_of_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocking wait over a task that streams progress and artifacts is handed those
+    events by the store: it reads the task at its start and after each change of state,
+    not at every event (a crowd's cancels each waited through every progress event)."""
+    agent = Agent(name="chatty")
+
+    @agent.skill("chat")
+    async def chat(ctx: TaskContext) -> None:
+        for step in range(40):
+            await ctx.progress(f"step {step}")
+            await ctx.emit(f"{step} ")
+            await asyncio.sleep(0)
+
+    async with serving(agent, tmp_path, str(tmp_path / "a.sqlite")) as service:
+        reads: list[str] = []
+        get_task = service.store.get_task
+
+        async def counted(task_id: str) -> Any:
+            reads.append(task_id)
+            return await get_task(task_id)
+
+        task_id = await start(service, "go")
+        monkeypatch.setattr(service.store, "get_task", counted)
+        record = await service.wait(task_id, 0, 10)
+        assert record is not None and record.state is TaskState.COMPLETED
+        # the wait's first read, then working (unless it came before) and completed, and
+        # the attempt's own read-back after its claim: not one per event (160)
+        assert len(reads) <= 4, reads
+
+
 async def test_fail_ends_failed_with_the_message(service: TaskService) -> None:
     task_id = await start(service, "fail out of coffee")
     task = await finished(service, task_id)

@@ -71,10 +71,15 @@ class Operations:
         agent answered with `ctx.reply` is answered with that message."""
         record = await self._submit(params, principal, version)
         config = params.configuration
-        if config is None or config.blocking:
-            await self.service.wait(record.id, record.last_seq - 1, self.send_wait, WAIT_UNTIL)
         history = config.history_length if config else None
-        task = await self.service.get(record.id, principal, history)
+        stopped = None
+        if config is None or config.blocking:
+            wait = self.send_wait
+            stopped = await self.service.wait(record.id, record.last_seq - 1, wait, WAIT_UNTIL)
+        if stopped is not None:  # as the wait read it: the sender's own task, as it is now
+            task = await self.service.view(stopped, history)
+        else:
+            task = await self.service.get(record.id, principal, history)
         metadata = task.metadata or {}
         if task.status.state is TaskState.COMPLETED and metadata.get(DIRECT_REPLY):
             return task.status.message or task
