@@ -27,7 +27,7 @@ class CancelScope:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.mode: CancelMode | None = None
-        self._requested = asyncio.Event()
+        self._requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._immediate = asyncio.Event()
         self._closed = False
         self._lock = threading.Lock()
@@ -41,7 +41,8 @@ class CancelScope:
                 self.mode = mode
             else:
                 return False
-        self._requested.set()
+        if not self._requested.done():
+            self._requested.set_result(None)
         if self.mode is CancelMode.IMMEDIATE:
             self._immediate.set()
         return True
@@ -58,8 +59,14 @@ class CancelScope:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def stop_requested(self) -> asyncio.Future[None]:
+        """Done once a cancel is requested: to wait for beside the agent's task (with
+        asyncio.wait, which never cancels it). Never cancel it: it is shared."""
+        return self._requested
+
     async def wait_requested(self) -> None:
-        await self._requested.wait()
+        await asyncio.shield(self._requested)
 
     async def wait_immediate(self) -> None:
         await self._immediate.wait()

@@ -154,14 +154,14 @@ class Supervisor:
         if deadlines.has_deadlines(attempt):
             expire = lambda reason: self._expire(attempt, reason)  # noqa: E731
             watchdog = asyncio.create_task(deadlines.watch(attempt, expire))
-        stop_requested = asyncio.create_task(attempt.scope.wait_requested())
         try:
-            await asyncio.wait({agent, stop_requested}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {agent, attempt.scope.stop_requested}, return_when=asyncio.FIRST_COMPLETED
+            )
             if not attempt.scope.requested and await self._finish(attempt):
                 return
             await self._stop(attempt)
         finally:
-            stop_requested.cancel()
             if watchdog is not None:
                 watchdog.cancel()
 
