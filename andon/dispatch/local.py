@@ -69,6 +69,10 @@ class LocalDispatcher(Dispatcher):
         self._enqueue(task_id)
 
     def _enqueue(self, task_id: str) -> None:
+        feeding = self._loop_task is not None and not self._paused
+        if feeding and not self._queue and len(self._runs) < self.max_concurrent:
+            self._start_run(task_id)  # a free slot and nobody ahead: no trip through _feed
+            return
         self._queue.append(task_id)
         self._wakeup.set()
 
@@ -85,11 +89,13 @@ class LocalDispatcher(Dispatcher):
             while not self._queue or len(self._runs) >= self.max_concurrent:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            task_id = self._queue.popleft()
-            run = asyncio.create_task(self._run(task_id), name=f"andon-run-{task_id}")
-            self._runs.add(run)
-            self._idle.clear()
-            run.add_done_callback(self._finished)
+            self._start_run(self._queue.popleft())
+
+    def _start_run(self, task_id: str) -> None:
+        run = asyncio.create_task(self._run(task_id), name=f"andon-run-{task_id}")
+        self._runs.add(run)
+        self._idle.clear()
+        run.add_done_callback(self._finished)
 
     async def _run(self, task_id: str) -> None:
         try:
