@@ -37,6 +37,8 @@ def is_distributed(store_url: str) -> bool:
 YOUNG_COLLECTION_EVERY = 2_000
 """Container objects allocated (net) between two collections of the youngest generation:
 CPython 3.13's default (3.11's is 700)."""
+OLDEST_COLLECTION_EVERY = 100
+"""Middle-generation collections between two looks at the oldest (CPython's default: 10)."""
 
 
 def tune_collector() -> None:
@@ -46,14 +48,17 @@ def tune_collector() -> None:
     What the process has built so far (modules, the app, the protocol's schemas: some
     50,000 objects) lives as long as it does: it is frozen out of later collections,
     which scanned it all again at each full collection (about 12 ms a time here).
-    Young collections run every 2,000 allocations rather than 700: a crowd of tasks is
-    some 350 tracked objects each, all alive, and 1,000 streams admitted at once made
+
+    A crowd of tasks is some 350 tracked objects each, all alive. Young collections
+    run every 2,000 allocations rather than 700: 1,000 streams admitted at once made
     563 young, 51 middle and 4 full collections (0.24 s, a fifth of the server's CPU
-    while admitting); now 182, 16 and 1 (0.14 s). Rarer still (10,000) saved a little
-    more there but lengthened each young collection: echo's p99 rose by half a ms."""
+    while admitting), now 182, 16 and 1 (0.14 s); rarer still (10,000) lengthened
+    each one enough to show in echo's p99. Full collections are considered ten times
+    less often: with 10,000 streams each one scans some 3.5 million objects, and
+    admitting them took 16.8 s with CPython's default there, 13.8 s with this."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, 10, OLDEST_COLLECTION_EVERY)
 
 
 @dataclass(kw_only=True)
