@@ -21,7 +21,15 @@ import pytest
 
 from andon.protocol.types import TaskState, new_id
 from andon.store import pg_schema
-from andon.store.base import CHILDREN, Event, NewTask, Notifier, Store, TaskRecord
+from andon.store.base import (
+    CHILDREN,
+    HANDOVER_LIMIT,
+    Event,
+    NewTask,
+    Notifier,
+    Store,
+    TaskRecord,
+)
 from andon.store.machine import LEGAL_TRANSITIONS, IllegalTransition
 from andon.store.postgres import PostgresStore
 from andon.store.sqlite import MIGRATIONS, SQLiteStore, split_statements
@@ -635,6 +643,10 @@ def test_a_wake_hands_over_appended_events_only_when_none_is_missing() -> None:
         assert wake.take(7) is None  # 8 is missing
         notifier.publish("t", [event(7), event(8)])
         assert [e.seq for e in wake.take(7) or []] == [8]  # 7 was delivered already
+        for seq in range(9, 9 + HANDOVER_LIMIT + 1):  # a follower that fell far behind
+            notifier.publish("t", [event(seq)])
+        assert wake.take(8) is None  # reads the log: nothing held in memory for it
+        assert wake.appended == []
 
 
 async def test_follow_of_an_ended_task(store: Store) -> None:

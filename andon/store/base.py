@@ -219,6 +219,11 @@ def fold_artifacts(events: list[Event]) -> list[Artifact]:
     return list(artifacts.values())
 
 
+HANDOVER_LIMIT = 256
+"""Events a follower is handed at most between two takes: one that falls further behind
+(its client reads slowly) reads them from the log, rather than holding them in memory."""
+
+
 class Wake(asyncio.Event):
     """A follower's flag, and what was appended to its task's log since it was last
     cleared: the events themselves when the store handed them over, None when it did
@@ -278,7 +283,11 @@ class Notifier:
         """The task's log (or record) changed; `appended`, when given, is every event
         the change added, in order."""
         for wake in self._listeners.get(task_id, ()):
-            if appended is None or wake.appended is None:
+            if (
+                appended is None
+                or wake.appended is None
+                or len(wake.appended) + len(appended) > HANDOVER_LIMIT
+            ):
                 wake.appended = None
             else:
                 wake.appended.extend(appended)
