@@ -649,6 +649,24 @@ def test_a_wake_hands_over_appended_events_only_when_none_is_missing() -> None:
         assert wake.appended == []
 
 
+async def test_a_follower_sees_each_event_as_stored(store: Store) -> None:
+    """What a follower is handed is what a later read gives: the data as stored (JSON),
+    not the writer's own objects (a key that is not a string, a tuple)."""
+    record = await in_state(store, S.WORKING)
+
+    async def first_new() -> Event:
+        async for event in store.follow(record.id, record.last_seq):
+            return event
+        raise AssertionError("no event")
+
+    follower = asyncio.create_task(first_new())
+    await eventually(lambda: store.notifier.listener_count(record.id) == 1, timeout=5)
+    await store.append(record.id, record.epoch, "progress", {"n": {1: (2, 3)}})
+    got = await asyncio.wait_for(follower, 5)
+    assert got.data == {"n": {"1": [2, 3]}}
+    assert [got] == await store.events(record.id, record.last_seq)
+
+
 async def test_follow_of_an_ended_task(store: Store) -> None:
     record = await in_state(store, S.CANCELED)
 

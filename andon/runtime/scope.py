@@ -61,9 +61,10 @@ class CancelScope:
 
     @property
     def stop_requested(self) -> asyncio.Future[None]:
-        """Done once a cancel is requested: to wait for beside the agent's task (with
-        asyncio.wait, which never cancels it). Never cancel it: it is shared."""
-        return self._requested
+        """Done once a cancel is requested: to wait for beside the agent's task. Each
+        call gives its own shield over the scope's one future, which whoever holds it
+        may cancel without the scope missing a later request."""
+        return asyncio.shield(self._requested)
 
     async def wait_requested(self) -> None:
         await asyncio.shield(self._requested)

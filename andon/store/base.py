@@ -90,7 +90,8 @@ TASK_COLUMNS = (
 @dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a task's log. `data` may be shared by every follower of the task
-    (the notifier hands the appended event itself to each): read it, do not change it."""
+    (the notifier hands the appended event, as stored, to each): read it, do not change
+    it."""
 
     task_id: str
     seq: int

@@ -349,13 +349,13 @@ class SQLiteStore(Store):
                 "INSERT INTO events (task_id, seq, kind, data, final, created_at)"
                 " VALUES (?, ?, ?, ?, 0, ?)",
                 [
-                    (task.id, 1, "message", json.dumps(message), now),
-                    (task.id, 2, "status", json.dumps(status), now),
+                    (task.id, 1, "message", message_text := json.dumps(message), now),
+                    (task.id, 2, "status", status_text := json.dumps(status), now),
                 ],
             )
             events = [
-                Event(task.id, 1, "message", message, False, now),
-                Event(task.id, 2, "status", status, False, now),
+                Event(task.id, 1, "message", json.loads(message_text), False, now),
+                Event(task.id, 2, "status", json.loads(status_text), False, now),
             ]
             return _record(row), events
 
@@ -454,9 +454,10 @@ class SQLiteStore(Store):
             db.execute(
                 "INSERT INTO events (task_id, seq, kind, data, final, created_at)"
                 " VALUES (?, ?, 'status', ?, ?, ?)",
-                (task_id, record.last_seq, json.dumps(data), int(target.terminal), now),
+                (task_id, record.last_seq, text := json.dumps(data), int(target.terminal), now),
             )
-            return record, Event(task_id, record.last_seq, "status", data, target.terminal, now)
+            stored = json.loads(text)
+            return record, Event(task_id, record.last_seq, "status", stored, target.terminal, now)
 
         changed = await self._write(cas)
         if changed is None:
@@ -490,7 +491,8 @@ class SQLiteStore(Store):
 
         event = await self._write(insert)
         if event is not None:
-            self.notifier.publish(task_id, (event,))
+            stored = Event(task_id, event.seq, kind, json.loads(payload), False, event.created_at)
+            self.notifier.publish(task_id, (stored,))
             self.observer.event_appended(kind)
         return event
 
