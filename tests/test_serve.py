@@ -215,6 +215,23 @@ async def test_a_killed_server_takes_the_commands_of_its_tasks_down(tmp_path: Pa
     wait_for(lambda: not process_group_alive(pgid))
 
 
+def test_the_keeper_starts_with_the_first_command_a_task_runs(tmp_path: Path) -> None:
+    """A server whose agents have run no command has nothing for a keeper to end: its
+    10 MiB interpreter starts with the first command (the kill tests above show it then
+    does its job)."""
+    proc, url = start(tmp_path)
+    try:
+        task_id = send(url, "echo hi")
+        wait_for(lambda: state_of(url, task_id) == "TASK_STATE_COMPLETED")
+        assert command_groups(proc.pid, "keeper.py") == set()
+        task_id = send(url, "shell true")
+        wait_for(lambda: state_of(url, task_id) == "TASK_STATE_COMPLETED")
+        assert len(command_groups(proc.pid, "keeper.py")) == 1
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
 @pytest.mark.parametrize("containment", ["subreaper", "cgroup"])
 def test_a_killed_server_takes_escaped_processes_down(tmp_path: Path, containment: str) -> None:
     proc, url = start(tmp_path, env={"ANDON_CONTAINMENT": containment})

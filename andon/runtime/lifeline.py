@@ -9,7 +9,9 @@ worker dies, the kernel closes its end of the pipe; the keeper reads end-of-file
 sends everything still listed SIGTERM, then SIGKILL after the grace.
 
 The keeper runs in a session of its own, so a signal to the worker's terminal or process
-group does not take it down before it has done its job.
+group does not take it down before it has done its job. It starts with the first thing
+held, not with the worker: a server whose agents have run no command yet has nothing
+to end, and a second interpreter idle beside it is 10 MiB.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ class Lifeline:
         self.grace = grace
         self._held: set[str] = set()
         self._keeper: subprocess.Popen[bytes] | None = None
+        self._open = False
 
     def __enter__(self) -> Lifeline:
-        self.start()
+        self._open = True  # the keeper itself starts with the first hold
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def start(self) -> None:
+        self._open = True
         self._keeper = subprocess.Popen(
             # As a script, not a module of the package: the keeper imports no andon.
             [sys.executable, "-E", "-s", str(KEEPER), str(self.grace)],
@@ -52,7 +56,10 @@ class Lifeline:
         is `g<pgid>` (a process group), `e<key>` (the processes carrying an attempt's
         key) or `c<path>` (a cgroup); see andon.runtime.keeper.Held."""
         self._held.add(item)
-        self._send(f"+{item}\n")
+        if self._keeper is None and self._open:
+            self.start()  # tells it everything held, this item included
+        else:
+            self._send(f"+{item}\n")
 
     def release(self, item: str) -> None:
         """It has ended (or is no longer this process's to end)."""
@@ -62,6 +69,7 @@ class Lifeline:
 
     def close(self, timeout: float = 5.0) -> None:
         """Let the keeper go: it ends what is still listed (normally nothing) and exits."""
+        self._open = False
         keeper, self._keeper = self._keeper, None
         if keeper is None:
             return
