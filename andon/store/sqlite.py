@@ -487,12 +487,11 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, 0, ?)",
                 (task_id, row[0], kind, payload, now),
             )
-            return Event(task_id, row[0], kind, data, False, now)
+            return Event(task_id, row[0], kind, json.loads(payload), False, now)  # as stored
 
         event = await self._write(insert)
         if event is not None:
-            stored = Event(task_id, event.seq, kind, json.loads(payload), False, event.created_at)
-            self.notifier.publish(task_id, (stored,))
+            self.notifier.publish(task_id, (event,))
             self.observer.event_appended(kind)
         return event
 
