@@ -384,6 +384,27 @@ async def test_span_tree_of_a_cancelled_task(
     assert traces[("task.cancel", None)] == format(cancel_span.context.trace_id, "032x")
 
 
+async def test_without_a_tracer_provider_only_a_callers_context_is_carried(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recorded nowhere, a request's span is skipped, unless the request brings trace
+    context: that still goes on into its task, and from there to the task's own calls."""
+    from andon.telemetry import tracing
+
+    monkeypatch.setattr(tracing, "recording", lambda: False)
+    message = {"role": "ROLE_USER", "parts": [{"text": "echo hi"}]}
+    traced = {**V1, "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    carried: dict[str, Any] = {}
+    for name, headers in (("traced", traced), ("plain", V1)):
+        body = {"message": {**message, "messageId": f"m-{name}"}}
+        reply = await server.http.post("/message:send", json=body, headers=headers)
+        record = await server.service.store.get_task(reply.json()["task"]["id"])
+        assert record is not None and record.state is TaskState.COMPLETED
+        carried[name] = record.metadata.get(tracing.CARRIER_KEY)
+    assert carried["plain"] is None
+    assert carried["traced"] is not None and CALLER_TRACE in carried["traced"]["traceparent"]
+
+
 async def test_an_attempt_that_would_not_stop_is_a_failed_span(
     server: Server, spans: InMemorySpanExporter
 ) -> None:

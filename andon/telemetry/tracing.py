@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -36,6 +36,18 @@ def carrier() -> dict[str, str]:
     return headers
 
 
+def recording() -> bool:
+    """Whether spans go anywhere: a tracer provider is installed (by `configure_from_env`
+    or by the program that embeds andon, at any time)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def carries_context(header_names: Iterable[str]) -> bool:
+    """Whether a request's headers hold trace context (traceparent, baggage, ...) that
+    its tasks must carry on, recorded or not."""
+    return not propagate.get_global_textmap().fields.isdisjoint(header_names)
+
+
 @contextmanager
 def request_span(name: str, headers: Mapping[str, str]) -> Iterator[trace.Span]:
     """The span of one incoming request, a child of the caller's `traceparent`."""
@@ -45,13 +57,24 @@ def request_span(name: str, headers: Mapping[str, str]) -> Iterator[trace.Span]:
         yield span
 
 
-@contextmanager
 def attempt_span(
     task_id: str, context_id: str, epoch: int, metadata: Mapping[str, Any]
-) -> Iterator[trace.Span]:
-    """The span of one attempt, a child of the request that created the task."""
+) -> AbstractContextManager[trace.Span]:
+    """The span of one attempt, a child of the request that created the task; nothing
+    when it would be neither recorded nor carry a caller's context on."""
     parent = metadata.get(CARRIER_KEY)
-    context = propagate.extract(parent) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict):
+        if not recording():
+            return nullcontext(trace.INVALID_SPAN)
+        parent = None
+    return _attempt_span(task_id, context_id, epoch, parent)
+
+
+@contextmanager
+def _attempt_span(
+    task_id: str, context_id: str, epoch: int, parent: dict[str, str] | None
+) -> Iterator[trace.Span]:
+    context = propagate.extract(parent) if parent is not None else None
     attributes: Attributes = {
         "andon.task_id": task_id,
         "andon.context_id": context_id,
