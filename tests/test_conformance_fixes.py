@@ -4,16 +4,21 @@ the TCK requirement each one is about."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 import andon
 from andon.server.app import ServerConfig, create_app
+from tests.test_serve import free_port
 
 V1 = {"A2A-Version": "1.0"}
 
@@ -421,3 +426,59 @@ async def test_an_unknown_route_or_method_answers_the_http_json_error_body(
     assert wrong.status_code == 405
     assert wrong.json()["error"]["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
     assert "POST" in wrong.headers["allow"]
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
+    """`app` under uvicorn on a free port of 127.0.0.1, in this process; its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.mark.parametrize("keepalive", [0.2, 60.0])
+async def test_a_quiet_stream_keeps_alive_and_ends_with_its_task(
+    tmp_path: Path, keepalive: float
+) -> None:
+    """While the task is quiet the stream sends a keep-alive comment every `keepalive`
+    seconds; once the task is done the stream ends at once, however long that is."""
+    release = asyncio.Event()
+    quiet = andon.Agent(name="quiet")
+
+    @quiet.skill("wait")
+    async def wait(ctx: andon.TaskContext) -> str:
+        await release.wait()
+        return "released"
+
+    # Released after two keep-alives, or (when they are a minute apart) at the first event.
+    wanted = 2 if keepalive < 1 else 0
+    lines: list[str] = []
+    message = {"role": "ROLE_USER", "parts": [{"text": "go"}], "messageId": "m-quiet"}
+    async with andon.open_service(quiet, str(tmp_path / "andon.sqlite")) as service:
+        config = ServerConfig(public_url="http://testserver", keepalive=keepalive)
+        async with (
+            uvicorn_serving(create_app(service, config)) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+            http.stream("POST", "/message:stream", json={"message": message}, headers=V1) as reply,
+        ):
+            async for line in reply.aiter_lines():
+                lines.append(line)
+                started = any(seen.startswith("data") for seen in lines)
+                if started and not release.is_set() and lines.count(": keep-alive") >= wanted:
+                    released = time.monotonic()
+                    release.set()
+            ended = time.monotonic()
+    events = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data")]
+    assert events[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+    assert lines.count(": keep-alive") >= wanted
+    assert ended - released < 5, "the stream outlived its task"

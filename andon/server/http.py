@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic_core import to_json
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from andon.protocol.errors import (
     A2AError,
@@ -161,53 +162,87 @@ def sse_response(
     encode: Callable[[Update], bytes],
     encode_error: Callable[[A2AError], bytes],
     keepalive: float,
-) -> StreamingResponse:
+) -> Response:
     """Stream items as Server-Sent Events with `id:` = sequence number. A failure after
     the stream has begun ends it with one last event: the error, in the binding's form
-    (a JSON-RPC error response, or the HTTP+JSON error body).
+    (a JSON-RPC error response, or the HTTP+JSON error body)."""
+    return EventStream(items, encode, encode_error, keepalive)
 
-    Items are pumped through a small bounded queue so that a keep-alive comment can be
-    sent while the task is quiet; when the client goes away, Starlette cancels this
-    body, and closing the pump runs the stream's disconnect policy at once.
-    """
 
-    async def body() -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[Update | BaseException | None] = asyncio.Queue(maxsize=64)
+class EventStream(Response):
+    """An SSE response in two tasks: one sends each item as it comes; the request's own
+    task waits for the client to go away, sends a keep-alive comment when the stream
+    has been quiet that long, and ends the response once the items are done. A client
+    that goes away closes the items at once (which runs the stream's disconnect policy).
 
-        async def pump() -> None:
-            try:
-                async with contextlib.aclosing(items):  # type: ignore[type-var]
-                    async for item in items:
-                        await queue.put(item)
-                await queue.put(None)
-            except Exception as exc:  # surfaced to the client as a stream error
-                await queue.put(exc)
+    Two tasks, not Starlette's three plus a queue between them: this runs for every
+    event of every stream, and a crowd holds thousands of them open. The timer of the
+    keep-alive is set once per quiet period, not once per event."""
 
-        pumping = asyncio.create_task(pump())
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        items: AsyncIterator[Update],
+        encode: Callable[[Update], bytes],
+        encode_error: Callable[[A2AError], bytes],
+        keepalive: float,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)
+        self._items = items
+        self._encode = encode
+        self._encode_error = encode_error
+        self._keepalive = keepalive
+        self._sent_at = 0.0
+        self._quiet: asyncio.Timeout | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self._sent_at = loop.time()
+        sender = asyncio.create_task(self._send_items(send))
         try:
-            while True:
-                if queue.empty():
-                    # A timer only while quiet, and no task for the get (as wait_for
-                    # makes): this runs once per event of every stream.
-                    try:
-                        async with asyncio.timeout(keepalive):
-                            item = await queue.get()
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                else:
-                    item = queue.get_nowait()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    log.error("stream failed", exc_info=item)
-                    error = item if isinstance(item, A2AError) else InternalError()
-                    yield b"data: " + encode_error(error) + b"\n\n"
-                    return
-                yield b"id: %d\ndata: %s\n\n" % (item.seq, encode(item))
+            while not sender.done():
+                try:
+                    async with asyncio.timeout_at(self._sent_at + self._keepalive) as self._quiet:
+                        message = await receive()
+                except TimeoutError:  # quiet that long, or woken by the sender's end
+                    if not sender.done() and loop.time() >= self._sent_at + self._keepalive:
+                        await send(_body(b": keep-alive\n\n"))
+                        self._sent_at = loop.time()
+                    continue
+                finally:
+                    self._quiet = None
+                if message["type"] == "http.disconnect":
+                    break
+            if sender.done():
+                sender.result()  # a failure to send: the server's to log
+                await send(_body(b"", more=False))
         finally:
-            pumping.cancel()
+            if not sender.done():
+                sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pumping
+                await sender
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    async def _send_items(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with contextlib.aclosing(self._items):  # type: ignore[type-var]
+                async for item in self._items:
+                    await send(_body(b"id: %d\ndata: %s\n\n" % (item.seq, self._encode(item))))
+                    self._sent_at = loop.time()
+        except Exception as exc:  # surfaced to the client as a stream error
+            log.error("stream failed", exc_info=exc)
+            error = exc if isinstance(exc, A2AError) else InternalError()
+            await send(_body(b"data: " + self._encode_error(error) + b"\n\n"))
+        finally:
+            # The request's task waits in receive(), which a server need not end when
+            # the response it waits beside is done: end its wait.
+            if self._quiet is not None and not self._quiet.expired():
+                self._quiet.reschedule(loop.time())
+
+
+def _body(chunk: bytes, more: bool = True) -> Message:
+    return {"type": "http.response.body", "body": chunk, "more_body": more}
