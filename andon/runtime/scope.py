@@ -28,7 +28,7 @@ class CancelScope:
         self.reason: str | None = None
         self.mode: CancelMode | None = None
         self._requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._immediate = asyncio.Event()
+        self._immediate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = False
         self._lock = threading.Lock()
 
@@ -43,8 +43,8 @@ class CancelScope:
                 return False
         if not self._requested.done():
             self._requested.set_result(None)
-        if self.mode is CancelMode.IMMEDIATE:
-            self._immediate.set()
+        if self.mode is CancelMode.IMMEDIATE and not self._immediate.done():
+            self._immediate.set_result(None)
         return True
 
     def close(self) -> None:
@@ -70,7 +70,7 @@ class CancelScope:
         await asyncio.shield(self._requested)
 
     async def wait_immediate(self) -> None:
-        await self._immediate.wait()
+        await asyncio.shield(self._immediate)
 
     def raise_if_cancelled(self, *, step_boundary: bool) -> None:
         """At a step boundary any cancel stops the agent; inside a step only an immediate

@@ -131,8 +131,7 @@ class Supervisor:
 
     async def _run_attempt(self, record: TaskRecord) -> None:
         install_executor(asyncio.get_running_loop())
-        events = await self.store.events(record.id, with_progress=False)
-        history = [Message.model_validate(e.data) for e in events if e.kind == "message"]
+        history = await self._history(record.id)
         cell = self.containment.cell(f"{record.id}.{record.epoch}")
         attempt = Attempt(record, self.settings, cell, self.lifeline)
         ctx = TaskContext(attempt, store=self.store, message=history[-1], history=history)
@@ -145,6 +144,10 @@ class Supervisor:
         finally:
             del self._attempts[record.id]
             attempt.scope.close()
+
+    async def _history(self, task_id: str) -> list[Message]:
+        events = await self.store.events(task_id, with_progress=False)
+        return [Message.model_validate(e.data) for e in events if e.kind == "message"]
 
     async def _execute(self, attempt: Attempt, ctx: TaskContext) -> None:
         agent = attempt.start(self._call_agent(ctx))

@@ -45,7 +45,8 @@ class AttemptThreads:
         self._running: dict[threading.Thread, str] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
-        self._ended = asyncio.Event()
+        self._ended: asyncio.Event | None = None
+        """Set as each thread returns; made with the first thread (most attempts have none)."""
 
     def submit(
         self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
@@ -68,11 +69,14 @@ class AttemptThreads:
                 with self._lock:
                     del self._running[thread]
                 with contextlib.suppress(RuntimeError):  # the loop may be gone at exit
-                    self._loop.call_soon_threadsafe(self._ended.set)
+                    self._loop.call_soon_threadsafe(ended.set)
 
         thread = threading.Thread(target=body, name=f"andon-{self.name}-{label}", daemon=True)
         with self._lock:
             self._running[thread] = label
+            if self._ended is None:
+                self._ended = asyncio.Event()
+        ended = self._ended
         thread.start()
         return future
 
@@ -80,11 +84,11 @@ class AttemptThreads:
         """Wait for every thread to return; describe those still running after `timeout`."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, timeout)):
-                while True:
-                    self._ended.clear()
+                while (ended := self._ended) is not None:
+                    ended.clear()
                     if not self._running:
                         break
-                    await self._ended.wait()
+                    await ended.wait()
         with self._lock:
             running = list(self._running.items())
         frames = sys._current_frames()

@@ -142,15 +142,15 @@ class Operations:
         *,
         first: bool,
     ) -> AsyncIterator[Update]:
-        events = follow_task(self.service, self.subscribers, principal, task.id, after_seq, policy)
+        task_id, context_id = task.id, task.context_id
+        events = follow_task(self.service, self.subscribers, principal, task_id, after_seq, policy)
         if first:
             await self.service.committed()  # the task shown was stored (the events wait too)
-            yield Update(after_seq, "task", task.id, task.context_id, task)
+            yield Update(after_seq, "task", task_id, context_id, task)
+        del task  # not kept for the stream's whole life: a crowd holds thousands open
         async with contextlib.aclosing(events):
             async for event in events:
-                yield Update(
-                    event.seq, event.kind, task.id, task.context_id, event.data, event.final
-                )
+                yield Update(event.seq, event.kind, task_id, context_id, event.data, event.final)
 
     async def get(self, params: GetTaskParams, principal: Principal) -> Task:
         return await self.service.get(params.id, principal, params.history_length)

@@ -466,6 +466,7 @@ class Store(abc.ABC):
                         after_seq = event.seq
                         if event.final:
                             return
+                    batch = None  # not kept while waiting: a crowd's followers all wait
                 # Followed from after its final event: there is nothing left to wait for.
                 elif first and await self._ended_without_final(task_id, after_seq):
                     return
