@@ -33,11 +33,11 @@ from andon.protocol.types import (
     CancelReason,
     FailReason,
     Message,
-    Part,
     Role,
     Task,
     TaskState,
     TaskStatus,
+    agent_text,
     new_id,
 )
 from andon.push import configs
@@ -152,7 +152,7 @@ class TaskService:
         `submitted` are dispatched again."""
         if recover:
             lost = await self.store.fail_unfinished(
-                FailReason.WORKER_LOST, _agent_text(LOST_IN_RESTART)
+                FailReason.WORKER_LOST, agent_text(LOST_IN_RESTART)
             )
             if lost:
                 log.warning("failed %d task(s) left running by a previous process", len(lost))
@@ -283,7 +283,7 @@ class TaskService:
                 sources=[TaskState.SUBMITTED],
                 target=TaskState.REJECTED,
                 reason="context_busy",
-                message=_agent_text(f"context {context_id} already has a running task"),
+                message=agent_text(f"context {context_id} already has a running task"),
             )
             return rejected or record
         if policy is ContextPolicy.INTERRUPT and others:
@@ -445,7 +445,7 @@ class TaskService:
         now = time.time()
         data = status_event_data(
             state,
-            Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
+            agent_text(text),
             None,
             now,
             metadata={STREAM_END: "server-stopping"},
@@ -530,7 +530,7 @@ class TaskService:
                     sources=[TaskState.SUBMITTED],
                     target=TaskState.CANCELED,
                     reason=reason,
-                    message=_agent_text(f"canceled before it started (reason: {reason})"),
+                    message=agent_text(f"canceled before it started (reason: {reason})"),
                 )
                 if done is not None:
                     return done
@@ -646,10 +646,6 @@ class TaskService:
         if record is None or (record.owner != principal.name and not principal.is_admin):
             raise TaskNotFound(f"task {task_id} not found")
         return record
-
-
-def _agent_text(text: str) -> dict[str, Any]:
-    return Message(role=Role.AGENT, parts=[Part(text=text)]).dump()
 
 
 def _option(

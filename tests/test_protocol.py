@@ -57,6 +57,7 @@ from andon.protocol.types import (
     TaskState,
     TaskStatus,
     TaskStatusUpdateEvent,
+    agent_text,
 )
 
 V1 = codec_for(Version.V1_0)
@@ -1132,3 +1133,12 @@ def test_card_document_serves_both_versions() -> None:
         "type": "http",
         "scheme": "bearer",
     }
+
+
+def test_agent_text_is_the_message_models_dump() -> None:
+    for task_id in (None, "t1"):
+        made = agent_text("step 1/3", task_id)
+        dumped = Message(role=Role.AGENT, parts=[Part(text="step 1/3")], task_id=task_id).dump()
+        assert made.pop("messageId") and dumped.pop("messageId")
+        assert made == dumped
+        assert list(made) == list(dumped)  # the stored JSON reads the same

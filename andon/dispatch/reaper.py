@@ -23,7 +23,7 @@ from procrastinate.jobs import Status
 from procrastinate.manager import JobManager
 
 from andon.dispatch.leases import Lapsed, Leases
-from andon.protocol.types import ACTIVE_STATES, FailReason, Message, Part, Role, TaskState
+from andon.protocol.types import ACTIVE_STATES, FailReason, TaskState, agent_text
 from andon.runtime.delegation import Orphans
 from andon.store.base import Store
 
@@ -99,7 +99,7 @@ class Reaper:
             target=TaskState.FAILED,
             epoch=record.epoch,
             reason=FailReason.WORKER_LOST,
-            message=Message(role=Role.AGENT, parts=[Part(text=LOST_TEXT)]).dump(),
+            message=agent_text(LOST_TEXT),
         )
         await self._finish(lease.job_id)
         if ended is not None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import httpx
 
-from andon.protocol.types import Artifact, Message, Part, Role, TaskState
+from andon.protocol.types import Artifact, Message, Part, Role, TaskState, agent_text
 from andon.runtime.attempt import Attempt, CancelHook, Owned
 from andon.runtime.scope import Stopping, TaskCancelled
 from andon.store.base import EventKind, Store, fold_artifacts
@@ -205,10 +205,8 @@ class TaskContext:
     async def progress(self, text: str) -> None:
         """A status update that keeps the task working (shown to watchers, not an artifact)."""
         self._ensure_active()
-        message = Message(role=Role.AGENT, parts=[Part(text=text)], task_id=self.task_id)
-        await self._append(
-            "progress", {"state": TaskState.WORKING.value, "message": message.dump()}
-        )
+        message = agent_text(text, self.task_id)
+        await self._append("progress", {"state": TaskState.WORKING.value, "message": message})
 
     async def _append(self, kind: EventKind, data: dict[str, Any]) -> None:
         self._attempt.last_activity = time.monotonic()
@@ -227,13 +225,12 @@ class TaskContext:
         attempt = self._attempt
         # Ready before the state is visible: an answer may arrive right after the commit.
         answer = attempt.expect_answer()
-        message = Message(role=Role.AGENT, parts=[Part(text=question)], task_id=self.task_id)
         moved = await self._store.transition(
             self.task_id,
             sources=[TaskState.WORKING],
             target=TaskState.INPUT_REQUIRED,
             epoch=self.epoch,
-            message=message.dump(),
+            message=agent_text(question, self.task_id),
         )
         if moved is None:
             raise TaskCancelled("task is no longer running")

@@ -24,9 +24,9 @@ from andon.protocol.types import (
     CancelReason,
     FailReason,
     Message,
-    Part,
     Role,
     TaskState,
+    agent_text,
 )
 from andon.runtime import deadlines
 from andon.runtime.agent import Agent
@@ -311,4 +311,4 @@ def crash_text(exc: BaseException) -> str:
 
 
 def _agent_text(text: str) -> dict[str, Any]:
-    return Message(role=Role.AGENT, parts=[Part(text=text)]).dump()
+    return agent_text(text)

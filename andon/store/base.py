@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator, Seque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, LiteralString
 
-from andon.protocol.types import CANCEL_MODE, Artifact, CancelMode, Message, Part, Role, TaskState
+from andon.protocol.types import CANCEL_MODE, Artifact, CancelMode, TaskState, agent_text
 from andon.telemetry.observe import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
@@ -443,7 +443,7 @@ class Store(abc.ABC):
             sources=sources,
             target=TaskState.CANCELING,
             reason=reason,
-            message=Message(role=Role.AGENT, parts=[Part(text=text)]).dump(),
+            message=agent_text(text),
             metadata={CANCEL_MODE: mode.value},
         )
 
