@@ -55,7 +55,7 @@ class Telemetry(Observer):
         )
 
     def event_appended(self, kind: str) -> None:
-        self.metrics.events.labels(kind).inc()
+        self.metrics.events_of[kind].inc()
 
     def store_committed(self) -> None:
         self.metrics.store_commits.inc()
