@@ -150,10 +150,11 @@ class Attempt:
             time.time_ns() - int((time.monotonic() - started) * 1e9),
         )
         hard_deadline = time.monotonic() + settings.graceful_period + settings.hard_deadline
-        delegated = bool(self.owned)
-        owned = asyncio.ensure_future(
-            self._stop_owned(reason, scope.mode or CancelMode.IMMEDIATE, hard_deadline)
-        )
+        # Most attempts own nothing and start no process: no task to stop nothing.
+        owned = None
+        if self.owned:
+            mode = scope.mode or CancelMode.IMMEDIATE
+            owned = asyncio.ensure_future(self._stop_owned(reason, mode, hard_deadline))
         if scope.mode is CancelMode.GRACEFUL and not agent.done():
             escalated = asyncio.ensure_future(scope.wait_immediate())
             await asyncio.wait(
@@ -166,13 +167,15 @@ class Attempt:
         hard_deadline = time.monotonic() + settings.hard_deadline
         agent.cancel()
         self._abort_blocking_calls()
-        processes = asyncio.ensure_future(self.processes.stop())
+        processes = None
+        if self.processes.started:
+            processes = asyncio.ensure_future(self.processes.stop())
         await asyncio.wait({agent}, timeout=settings.hard_deadline)
         tracing.event("agent stopped" if agent.done() else "agent ignored cancellation")
-        survivors = await processes
+        survivors = await processes if processes is not None else []
         tracing.event("processes stopped", {"killed_after_grace": len(self.processes.killed)})
-        survivors += await owned
-        if delegated:
+        if owned is not None:
+            survivors += await owned
             tracing.event("remote children stopped")
         survivors += await self.threads.wait(hard_deadline - time.monotonic())
         tracing.event("threads stopped")

@@ -62,6 +62,11 @@ class Processes:
         self._held_cell = False
         self._spawned = False
 
+    @property
+    def started(self) -> bool:
+        """Whether any process was started (until then there is nothing to stop)."""
+        return self._spawned
+
     async def spawn(
         self,
         argv: list[str],

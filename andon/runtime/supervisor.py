@@ -201,7 +201,7 @@ class Supervisor:
                 reply = result  # TaskContext.reply: the answer to the request itself
             elif isinstance(result, str) and result:
                 text = result
-        message = _agent_text(text) if text else None
+        message = agent_text(text) if text else None
         if reply is not None:
             update = {"role": Role.AGENT, "task_id": attempt.task_id}
             message = reply.model_copy(update=update).dump()
@@ -255,7 +255,7 @@ class Supervisor:
                 sources=[TaskState.CANCELING],
                 target=TaskState.FAILED,
                 reason=FailReason.CANCEL_TIMEOUT,
-                message=_agent_text(text),
+                message=agent_text(text),
                 metadata={**metadata, SURVIVORS: report.survivors},
             )
         else:
@@ -264,7 +264,7 @@ class Supervisor:
                 attempt.task_id,
                 sources=[TaskState.CANCELING],
                 target=TaskState.CANCELED,
-                message=_agent_text(text),
+                message=agent_text(text),
                 metadata=metadata,
             )
         if ended is None:
@@ -308,7 +308,3 @@ def crash_text(exc: BaseException) -> str:
     where the traceback is (a bare `str(KeyError('x'))` says only `'x'`)."""
     detail = f": {exc}" if str(exc) else ""
     return f"the agent raised {type(exc).__name__}{detail} (the server's log has the traceback)"
-
-
-def _agent_text(text: str) -> dict[str, Any]:
-    return agent_text(text)

@@ -82,9 +82,12 @@ class AttemptThreads:
 
     async def wait(self, timeout: float) -> list[str]:
         """Wait for every thread to return; describe those still running after `timeout`."""
+        ended = self._ended
+        if ended is None:
+            return []  # no thread was ever started
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, timeout)):
-                while (ended := self._ended) is not None:
+                while True:
                     ended.clear()
                     if not self._running:
                         break
