@@ -1142,3 +1142,5 @@ def test_agent_text_is_the_message_models_dump() -> None:
         assert made.pop("messageId") and dumped.pop("messageId")
         assert made == dumped
         assert list(made) == list(dumped)  # the stored JSON reads the same
+    with pytest.raises(TypeError):
+        agent_text(123)  # type: ignore[arg-type]  # stored, it would break every read

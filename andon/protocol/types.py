@@ -134,6 +134,8 @@ def agent_text(text: str, task_id: str | None = None) -> dict[str, Any]:
     """An agent's message of one text part, as stored and sent: what
     `Message(role=Role.AGENT, parts=[Part(text=text)], task_id=task_id).dump()` gives,
     without building the model (every progress step of every task makes one)."""
+    if not isinstance(text, str):  # the model would refuse it; stored, it breaks every read
+        raise TypeError(f"a message's text must be a str, not {type(text).__name__}")
     message: dict[str, Any] = {"messageId": new_id(), "role": "agent", "parts": [{"text": text}]}
     if task_id is not None:
         message["taskId"] = task_id

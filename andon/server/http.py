@@ -223,8 +223,11 @@ class EventStream(Response):
         finally:
             if not sender.done():
                 sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+                # Waited for, not awaited: a second cancel of this task must not cut
+                # the items' closing (the disconnect policy) short in the sender.
+                await asyncio.wait({sender})
+                if not sender.cancelled() and (failure := sender.exception()) is not None:
+                    log.error("stream failed while it was being closed", exc_info=failure)
 
     async def _send_items(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -233,6 +236,7 @@ class EventStream(Response):
                 async for item in self._items:
                     await send(_body(b"id: %d\ndata: %s\n\n" % (item.seq, self._encode(item))))
                     self._sent_at = loop.time()
+                    del item  # not kept while the task is quiet (the first is the task)
         except Exception as exc:  # surfaced to the client as a stream error
             log.error("stream failed", exc_info=exc)
             error = exc if isinstance(exc, A2AError) else InternalError()

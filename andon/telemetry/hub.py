@@ -55,7 +55,8 @@ class Telemetry(Observer):
         )
 
     def event_appended(self, kind: str) -> None:
-        self.metrics.events_of[kind].inc()
+        counter = self.metrics.events_of.get(kind) or self.metrics.events.labels(kind)
+        counter.inc()
 
     def store_committed(self) -> None:
         self.metrics.store_commits.inc()

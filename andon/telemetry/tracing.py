@@ -43,9 +43,10 @@ def recording() -> bool:
 
 
 def carries_context(header_names: Iterable[str]) -> bool:
-    """Whether a request's headers hold trace context (traceparent, baggage, ...) that
-    its tasks must carry on, recorded or not."""
-    return not propagate.get_global_textmap().fields.isdisjoint(header_names)
+    """Whether a request's headers (names in lower case, as ASGI gives them) hold trace
+    context (traceparent, baggage, ...) that its tasks must carry on, recorded or not."""
+    fields = {name.lower() for name in propagate.get_global_textmap().fields}
+    return not fields.isdisjoint(header_names)
 
 
 @contextmanager
