@@ -132,18 +132,6 @@ class Message(Model):
         return "".join(p.text for p in self.parts if p.text is not None)
 
 
-def agent_text(text: str, task_id: str | None = None) -> dict[str, Any]:
-    """An agent's message of one text part, as stored and sent: what
-    `Message(role=Role.AGENT, parts=[Part(text=text)], task_id=task_id).dump()` gives,
-    without building the model (every progress step of every task makes one)."""
-    if not isinstance(text, str):  # the model would refuse it; stored, it breaks every read
-        raise TypeError(f"a message's text must be a str, not {type(text).__name__}")
-    message: dict[str, Any] = {"messageId": new_id(), "role": "agent", "parts": [{"text": text}]}
-    if task_id is not None:
-        message["taskId"] = task_id
-    return message
-
-
 class Artifact(Model):
     artifact_id: str = Field(default_factory=new_id)
     name: str | None = None
@@ -189,3 +177,15 @@ class TaskArtifactUpdateEvent(Model):
 
 def text_message(role: Role, text: str, **fields: Any) -> Message:
     return Message(role=role, parts=[Part(text=text)], **fields)
+
+
+def agent_text(text: str, task_id: str | None = None) -> dict[str, Any]:
+    """An agent's message of one text part, as stored and sent: what
+    `Message(role=Role.AGENT, parts=[Part(text=text)], task_id=task_id).dump()` gives,
+    without building the model (every progress step of every task makes one)."""
+    if not isinstance(text, str):  # the model would refuse it; stored, it breaks every read
+        raise TypeError(f"a message's text must be a str, not {type(text).__name__}")
+    message: dict[str, Any] = {"messageId": new_id(), "role": "agent", "parts": [{"text": text}]}
+    if task_id is not None:
+        message["taskId"] = task_id
+    return message
