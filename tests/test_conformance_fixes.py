@@ -482,3 +482,25 @@ async def test_a_quiet_stream_keeps_alive_and_ends_with_its_task(
     assert events[-1]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
     assert lines.count(": keep-alive") >= wanted
     assert ended - released < 5, "the stream outlived its task"
+
+
+async def test_json_rpc_answers_the_same_mounted_below_a_path(tmp_path: Path) -> None:
+    """POST / takes a shortcut past Starlette's router; mounted below a path, the app
+    answers JSON-RPC through the router, the same."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    async with andon.open_service(agent, str(tmp_path / "andon.sqlite")) as service:
+        app = create_app(service, ServerConfig(public_url="http://testserver"))
+        outer = Starlette(routes=[Mount("/a2a", app=app)])
+        replies = []
+        for served, path in ((app, "/"), (outer, "/a2a/")):
+            transport = httpx.ASGITransport(app=served)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                sent = rpc("SendMessage", {"message": v1_message("hi", f"m-{path}")})
+                reply = (await http.post(path, json=sent, headers=V1)).json()
+                missing = await http.post(path, json=rpc("GetTask", {"id": "no"}), headers=V1)
+                replies.append((reply["result"]["task"]["status"]["state"], missing.json()))
+    assert replies[0] == replies[1]
+    assert replies[0][0] == "TASK_STATE_COMPLETED"
+    assert replies[0][1]["error"]["code"] == -32001

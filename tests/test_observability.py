@@ -384,6 +384,24 @@ async def test_span_tree_of_a_cancelled_task(
     assert traces[("task.cancel", None)] == format(cancel_span.context.trace_id, "032x")
 
 
+async def test_a_json_rpc_request_has_its_span_named_after_its_method(
+    server: Server, spans: InMemorySpanExporter
+) -> None:
+    message = {"role": "ROLE_USER", "parts": [{"text": "echo spans"}], "messageId": "m-rpc"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
+    reply = await server.http.post("/", json=body, headers=V1)
+    task_id = reply.json()["result"]["task"]["id"]
+
+    def sent() -> list[ReadableSpan]:
+        return [
+            s for s in spans.get_finished_spans() if s.name == "a2a.send" and _about(s, task_id)
+        ]
+
+    await eventually(sent, 20, message="the request's span ended")
+    attributes = dict(sent()[0].attributes or {})
+    assert attributes["http.route"] == "/" and attributes["http.response.status_code"] == 200
+
+
 async def test_without_a_tracer_provider_only_a_callers_context_is_carried(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from andon.protocol.card import AgentCard, build_card, card_document, render_card
 from andon.protocol.codec import codec_for, negotiate
@@ -483,6 +484,28 @@ def _query_value(key: str, value: str) -> Any:
     return value
 
 
+class JsonRpcShortcut:
+    """POST / (JSON-RPC: most of A2A's traffic, every stream of a crowd) goes straight to
+    its endpoint, past Starlette's exception middleware and router: they match nothing
+    this route needs (its endpoint answers every error itself) and wrap each request in
+    seven more coroutines, and each event a stream sends in two more. Anything else, and
+    the app mounted below a path, takes the router as usual; an error the endpoint does
+    not answer still reaches Starlette's server-error middleware (a 500)."""
+
+    def __init__(self, app: ASGIApp, route: Route) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.route
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != route.path:
+            await self.app(scope, receive, send)
+            return
+        scope["route"], scope["endpoint"] = route, route.endpoint  # as the router would
+        response = await route.endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
 def create_app(
     service: TaskService,
     config: ServerConfig | None = None,
@@ -503,9 +526,11 @@ def create_app(
             if on_shutdown is not None:
                 await on_shutdown()
 
+    table = routes(server)
+    jsonrpc = next(r for r in table if isinstance(r, Route) and r.endpoint == server.jsonrpc)
     app = Starlette(
-        routes=routes(server) + monitoring_routes(service, server.subscribers),
-        middleware=[Middleware(RequestSpans)],
+        routes=table + monitoring_routes(service, server.subscribers),
+        middleware=[Middleware(RequestSpans), Middleware(JsonRpcShortcut, route=jsonrpc)],
         lifespan=lifespan,
         exception_handlers={404: _no_route, 405: _no_route},
     )
