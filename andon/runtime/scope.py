@@ -59,12 +59,25 @@ class CancelScope:
     def closed(self) -> bool:
         return self._closed
 
-    @property
-    def stop_requested(self) -> asyncio.Future[None]:
-        """Done once a cancel is requested: to wait for beside the agent's task. Each
-        call gives its own shield over the scope's one future, which whoever holds it
-        may cancel without the scope missing a later request."""
-        return asyncio.shield(self._requested)
+    async def requested_or_done(self, work: asyncio.Future[Any]) -> None:
+        """Return once a cancel is requested or `work` is done, whichever comes first:
+        asyncio.wait for the two, without the two frames, set, shield and closures it
+        holds while it waits (every running attempt waits so, all its life)."""
+        if self._requested.done() or work.done():
+            return
+        woken = asyncio.get_running_loop().create_future()
+
+        def wake(_: object) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        self._requested.add_done_callback(wake)
+        work.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            self._requested.remove_done_callback(wake)
+            work.remove_done_callback(wake)
 
     async def wait_requested(self) -> None:
         await asyncio.shield(self._requested)

@@ -158,9 +158,7 @@ class Supervisor:
             expire = lambda reason: self._expire(attempt, reason)  # noqa: E731
             watchdog = asyncio.create_task(deadlines.watch(attempt, expire))
         try:
-            await asyncio.wait(
-                {agent, attempt.scope.stop_requested}, return_when=asyncio.FIRST_COMPLETED
-            )
+            await attempt.scope.requested_or_done(agent)
             if not attempt.scope.requested and await self._finish(attempt):
                 return
             await self._stop(attempt)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
-import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, LiteralString
 
@@ -225,18 +224,52 @@ HANDOVER_LIMIT = 256
 (its client reads slowly) reads them from the log, rather than holding them in memory."""
 
 
-class Wake(asyncio.Event):
+class Wake:
     """A follower's flag, and what was appended to its task's log since it was last
     cleared: the events themselves when the store handed them over, None when it did
-    not (the follower then reads the log)."""
+    not (the follower then reads the log).
 
-    def __init__(self) -> None:
-        super().__init__()
+    An asyncio.Event for one waiter, without an Event's queue of waiters: every open
+    stream and every waiting call holds one (a crowd, thousands)."""
+
+    __slots__ = ("_notifier", "_set", "_task_id", "_waiter", "appended")
+
+    def __init__(self, notifier: Notifier, task_id: str) -> None:
         self.appended: list[Event] | None = []
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._notifier = notifier
+        self._task_id = task_id
+
+    def __enter__(self) -> Wake:
+        self._notifier._listeners[self._task_id].add(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._notifier._forget(self._task_id, self)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def clear(self) -> None:
-        super().clear()
+        self._set = False
         self.appended = []
+
+    async def wait(self) -> None:
+        """Return once the flag is set (at once if it is); one waiter at a time."""
+        if self._set:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def take(self, after_seq: int) -> list[Event] | None:
         """Clear the flag, and return the events after `after_seq` appended since it
@@ -267,18 +300,16 @@ class Notifier:
         self.closed = False
         """The process is stopping: followers deliver what is stored, then stop waiting."""
 
-    @contextlib.contextmanager
-    def listen(self, task_id: str) -> Iterator[Wake]:
-        flag = Wake()
-        self._listeners[task_id].add(flag)
-        try:
-            yield flag
-        finally:
-            listeners = self._listeners.get(task_id)
-            if listeners is not None:
-                listeners.discard(flag)
-                if not listeners:
-                    del self._listeners[task_id]
+    def listen(self, task_id: str) -> Wake:
+        """A flag set at each change of the task's log, while its `with` block runs."""
+        return Wake(self, task_id)
+
+    def _forget(self, task_id: str, wake: Wake) -> None:
+        listeners = self._listeners.get(task_id)
+        if listeners is not None:
+            listeners.discard(wake)
+            if not listeners:
+                del self._listeners[task_id]
 
     def publish(self, task_id: str, appended: Sequence[Event] | None = None) -> None:
         """The task's log (or record) changed; `appended`, when given, is every event
