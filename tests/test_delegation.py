@@ -491,6 +491,31 @@ def test_a_graceful_cancel_of_the_parent_is_graceful_for_its_children(
         assert (remote.metadata or {})["andon.cancelMode"] == "graceful"
 
 
+late = andon.Agent(name="late delegator")
+
+
+@late.skill("late")
+async def delegate_once_stopping(ctx: andon.TaskContext) -> str:
+    await ctx.stopping  # a graceful cancel lets this step finish: it delegates still
+    await ctx.call_agent(ctx.metadata["child"], "sleep 30")
+    return "the child ended"
+
+
+async def test_a_child_called_during_a_graceful_cancel_is_stopped_with_its_parent(
+    tmp_path: Path, children: list[AndonServer]
+) -> None:
+    child = children[0]
+    runtime = andon.RuntimeSettings(workdir=tmp_path, graceful_period=1.0, hard_deadline=5.0)
+    async with andon.open_service(late, str(tmp_path / "late.db"), runtime=runtime) as service:
+        record = await service.submit(user_text("go"), USER, metadata={"child": child.url})
+        await wait_state(service, record.id, TaskState.WORKING, timeout=20)
+        canceled = await service.cancel(record.id, USER, mode=andon.CancelMode.GRACEFUL)
+        [entry] = (canceled.metadata or {})["andon.children"]
+    assert canceled.status.state is TaskState.CANCELED
+    remote = ended(child, entry["id"])
+    assert remote.status.state is TaskState.CANCELED and reason(remote) == "parent_canceled"
+
+
 async def test_a_child_behind_tokens_is_called_and_cancelled_with_the_token_given(
     tmp_path: Path,
 ) -> None:

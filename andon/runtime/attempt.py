@@ -174,8 +174,13 @@ class Attempt:
         tracing.event("agent stopped" if agent.done() else "agent ignored cancellation")
         survivors = await processes if processes is not None else []
         tracing.event("processes stopped", {"killed_after_grace": len(self.processes.killed)})
+        delegated = owned is not None
         if owned is not None:
             survivors += await owned
+        if self.owned:  # owned during a graceful period, after the others were told to stop
+            survivors += await self._stop_owned(reason, CancelMode.IMMEDIATE, hard_deadline)
+            delegated = True
+        if delegated:
             tracing.event("remote children stopped")
         survivors += await self.threads.wait(hard_deadline - time.monotonic())
         tracing.event("threads stopped")
