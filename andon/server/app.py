@@ -5,6 +5,7 @@ operator endpoints."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -493,6 +494,10 @@ class JsonRpcShortcut:
     not answer still reaches Starlette's server-error middleware (a 500)."""
 
     def __init__(self, app: ASGIApp, route: Route) -> None:
+        # The route's endpoint is called as is: it must stay a coroutine function,
+        # with no middleware of the route's own (they would be passed by).
+        if not inspect.iscoroutinefunction(route.endpoint):
+            raise TypeError(f"{route.path} must be served by a coroutine function")
         self.app = app
         self.route = route
 

@@ -265,6 +265,8 @@ class Wake:
         """Return once the flag is set (at once if it is); one waiter at a time."""
         if self._set:
             return
+        if self._waiter is not None:
+            raise RuntimeError("a Wake has one waiter at a time")
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
