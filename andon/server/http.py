@@ -177,7 +177,9 @@ class EventStream(Response):
 
     Two tasks, not Starlette's three plus a queue between them: this runs for every
     event of every stream, and a crowd holds thousands of them open. The timer of the
-    keep-alive is set once per quiet period, not once per event."""
+    keep-alive is set once per quiet period, not once per event. Both tasks call `send`:
+    each message must go out whole (uvicorn, httpx's ASGITransport and Starlette's
+    TestClient write each at once), and only the request's task sends the last one."""
 
     media_type = "text/event-stream"
 
