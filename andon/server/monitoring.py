@@ -70,12 +70,13 @@ class RequestSpans:
         if scope["type"] != "http" or scope["path"] in UNTRACED:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        if not tracing.recording() and not tracing.carries_context(headers):
+        names = (name.decode("latin-1") for name, _ in scope["headers"])
+        if not tracing.recording() and not tracing.carries_context(names):
             # The span would be recorded nowhere and carry nothing to the tasks: the
             # request goes without it (and without wrapping each of its sends).
             await self.app(scope, receive, send)
             return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         with tracing.request_span(method, headers) as span:
             span.set_attributes({"http.request.method": method, "url.path": scope["path"]})
