@@ -37,6 +37,7 @@ class Cluster:
         self.apis: list[subprocess.Popen[bytes]] = []
         self.api_urls: list[str] = []
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
 
     def __enter__(self) -> Cluster:
         return self
@@ -60,7 +61,8 @@ class Cluster:
             pending = [(proc, url) for proc, url in pending if not self._answers(url)]
             for proc in [p for p, _ in pending] + started:
                 if proc.poll() is not None:
-                    raise AssertionError(f"a process did not start ({proc.returncode})")
+                    said = self.logs[proc.pid].read_text(errors="replace")[-4000:]
+                    raise AssertionError(f"a process did not start ({proc.returncode}):\n{said}")
             if time.monotonic() > deadline:
                 raise AssertionError("the cluster did not start in time")
             time.sleep(0.05)
@@ -126,10 +128,18 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # What the processes said reaches the test's captured stderr, shown if it fails.
+        for log in self.logs.values():
+            sys.stderr.write(log.read_text(errors="replace"))
+        self.logs.clear()
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "andon", *args, "--db", self.db, "--log-level", "warning"]
-        return subprocess.Popen(cmd, cwd=self.workdir, env=self.env)
+        log = self.workdir / f"{args[0]}-{len(self.logs)}.log"
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(cmd, cwd=self.workdir, env=self.env, stderr=stderr)
+        self.logs[proc.pid] = log
+        return proc
 
 
 class Relay:
