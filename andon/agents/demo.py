@@ -33,8 +33,13 @@ agent = Agent(
 def trace(task_id: str, step: int) -> None:
     path = os.environ.get("ANDON_DEMO_TRACE")
     if path:
-        with open(path, "a") as fh:
-            fh.write(f"{task_id} {step} {time.monotonic_ns()}\n")
+        # One O_APPEND write, without a Python file object: a crowd of a thousand
+        # tasks writes ten thousand lines a second.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{task_id} {step} {time.monotonic_ns()}\n".encode())
+        finally:
+            os.close(fd)
 
 
 def _number(text: str, kind: type[float] | type[int], default: float) -> float:
