@@ -991,3 +991,39 @@ async def test_sqlite_open_while_another_opener_migrates(tmp_path: Path) -> None
             await store.close()
     finally:
         other.close()
+
+
+async def test_sqlite_a_file_of_an_earlier_schema_keeps_its_log_through_the_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migration that puts the events table in order of arrival copies every event,
+    and makes again the trigger that queues events for webhooks."""
+    from andon.store import sqlite as sqlite_module
+    from andon.store.push import PushConfig
+
+    path = tmp_path / "old.sqlite"
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:2])  # before it
+    old = SQLiteStore(path)
+    await old.open()
+    tasks = [await create(old, text=f"task {n}") for n in range(3)]
+    for task in tasks:
+        working = await claim(old, task.id)
+        await old.append(task.id, working.epoch, "artifact", {"artifact": {"n": task.id}})
+    await old.push.put_config(PushConfig(tasks[0].id, "hook", "https://hooks.example/a", "1.0"))
+    logs = {task.id: await old.events(task.id) for task in tasks}
+    await old.close()
+    monkeypatch.undo()
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert {task.id: await store.events(task.id) for task in tasks} == logs
+        before = await store.push.depth()
+        await move(store, tasks[0].id, S.WORKING, S.COMPLETED)
+        assert await store.push.depth() == before + 1  # the trigger is there again
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+        assert "WITHOUT ROWID" not in table

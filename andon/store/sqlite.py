@@ -46,7 +46,7 @@ from andon.store.base import (
     task_listing,
 )
 from andon.store.machine import check_transition
-from andon.store.sqlite_push import PUSH_MIGRATION, SQLitePushStore
+from andon.store.sqlite_push import PUSH_MIGRATION, PUSH_TRIGGER, SQLitePushStore
 
 T = TypeVar("T")
 
@@ -86,6 +86,26 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
     PUSH_MIGRATION,
+    # The log in order of arrival: every append goes to the end of the table (and of the
+    # small index), where clustered by task it went to a page of its own task among all
+    # the others, a crowd's appends touching (and committing) a page each.
+    """
+    CREATE TABLE events_in_order (
+        task_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        final INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        UNIQUE (task_id, seq)
+    );
+    INSERT INTO events_in_order (task_id, seq, kind, data, final, created_at)
+        SELECT task_id, seq, kind, data, final, created_at FROM events
+        ORDER BY created_at, task_id, seq;
+    DROP TABLE events;
+    ALTER TABLE events_in_order RENAME TO events;
+    """
+    + PUSH_TRIGGER,
 ]
 
 

@@ -15,7 +15,7 @@ from andon.store.push import PushConfig, PushDelivery, PushStore, due_rows
 if TYPE_CHECKING:
     from andon.store.sqlite import SQLiteStore
 
-PUSH_MIGRATION = """
+_PUSH_TABLES = """
 CREATE TABLE push_configs (
     task_id TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -41,6 +41,9 @@ CREATE TABLE push_outbox (
     PRIMARY KEY (task_id, config_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX push_outbox_due ON push_outbox (state, next_at);
+"""
+
+PUSH_TRIGGER = """
 CREATE TRIGGER push_enqueue AFTER INSERT ON events
 WHEN NEW.kind IN ('status', 'progress', 'artifact')
 BEGIN
@@ -49,6 +52,10 @@ BEGIN
     FROM push_configs WHERE task_id = NEW.task_id;
 END;
 """
+"""Queues every streamed event for the task's webhooks: made by PUSH_MIGRATION, and again
+by the migration that rebuilds the events table (a table's triggers go with it)."""
+
+PUSH_MIGRATION = _PUSH_TABLES + PUSH_TRIGGER
 
 CONFIG_COLUMNS = "task_id, id, url, version, token, auth_scheme, auth_credentials, created_at"
 
