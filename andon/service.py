@@ -367,11 +367,11 @@ class TaskService:
 
     async def snapshot(
         self, task_id: str, principal: Principal, history_length: int | None = None
-    ) -> tuple[Task, int]:
-        """The task and the sequence number of the last event it shows: a stream that
-        goes on after that number neither misses nor repeats anything."""
+    ) -> tuple[Task, TaskRecord]:
+        """The task, and the record it shows: a stream that goes on after the record's
+        `last_seq` neither misses nor repeats anything."""
         record = await self._owned(task_id, principal)
-        return await self.view(record, history_length), record.last_seq
+        return await self.view(record, history_length), record
 
     async def view(self, record: TaskRecord, history_length: int | None = None) -> Task:
         events = await self.store.events(record.id, with_progress=False)
@@ -420,9 +420,11 @@ class TaskService:
         """Check access now (so a transport can answer an error before it starts a
         stream), then follow the task's log from `after_seq` to its final event."""
         record = await self._owned(task_id, principal)
-        return record, self._follow(task_id, after_seq)
+        return record, self.follow(record.id, after_seq)
 
-    async def _follow(self, task_id: str, after_seq: int) -> AsyncIterator[Event]:
+    async def follow(self, task_id: str, after_seq: int) -> AsyncIterator[Event]:
+        """The task's log from `after_seq` to its final event, for a caller that has
+        checked access already (it holds the record `submit` or `snapshot` gave)."""
         async for event in self.store.follow(task_id, after_seq):
             after_seq = event.seq
             yield present(event)

@@ -354,8 +354,8 @@ async def test_a_snapshot_shows_exactly_the_events_up_to_its_sequence_number(
     # its `last_seq` shows each chunk once.
     then = await service.view(early)
     assert then.artifacts is None and then.status.state is TaskState.SUBMITTED
-    now, last_seq = await service.snapshot(task_id, USER)
-    assert now == task and last_seq == (await service.store.events(task_id))[-1].seq
+    now, record = await service.snapshot(task_id, USER)
+    assert now == task and record.last_seq == (await service.store.events(task_id))[-1].seq
 
 
 async def test_a_task_says_when_it_was_created(service: TaskService) -> None:

@@ -96,7 +96,7 @@ class Operations:
         the task's first event, so nothing the agent does is missed."""
         record = await self._submit(params, principal, version)
         view = await self.service.view(record)
-        return self._stream(view, record.last_seq, principal, policy, first=True)
+        return self._stream(view, record, record.last_seq, policy, first=True)
 
     async def _submit(
         self, params: SendMessageParams, principal: Principal, version: str
@@ -121,29 +121,31 @@ class Operations:
         after it (an ended task included, up to its final event); without, starts with
         the task as it is, and an ended task is UnsupportedOperation."""
         resume = last_event_id or params.last_event_id
-        task, last_seq = await self.service.snapshot(params.id, principal)
+        task, record = await self.service.snapshot(params.id, principal)
         after = _event_number(resume) if resume is not None else None
         # Resuming an ended task after its last event would replay nothing: an empty
         # stream that looks like success. It is answered as a subscribe without an id.
-        if after is not None and not (task.status.state.terminal and after >= last_seq):
-            return self._stream(task, after, principal, policy, first=False)
+        if after is not None and not (task.status.state.terminal and after >= record.last_seq):
+            return self._stream(task, record, after, policy, first=False)
         if task.status.state.terminal:
             raise UnsupportedOperation(
                 f"task {params.id} has ended ({task.status.state.value}); use GetTask"
             )
-        return self._stream(task, last_seq, principal, policy, first=True)
+        return self._stream(task, record, record.last_seq, policy, first=True)
 
     async def _stream(
         self,
         task: Task,
+        record: TaskRecord,
         after_seq: int,
-        principal: Principal,
         policy: DisconnectPolicy,
         *,
         first: bool,
     ) -> AsyncIterator[Update]:
+        """`task` shown first (if `first`), then the events after `after_seq` of the
+        task that `record`, read when access was checked, shows."""
         task_id, context_id = task.id, task.context_id
-        events = follow_task(self.service, self.subscribers, principal, task_id, after_seq, policy)
+        events = follow_task(self.service, self.subscribers, record, after_seq, policy)
         if first:
             await self.service.committed()  # the task shown was stored (the events wait too)
             yield Update(after_seq, "task", task_id, context_id, task)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from andon.protocol.errors import InvalidParams
 from andon.protocol.types import CancelReason, TaskState
-from andon.service import Event, Principal, TaskService
+from andon.service import Event, TaskRecord, TaskService
 
 log = logging.getLogger("andon.server")
 
@@ -112,15 +112,16 @@ class Subscribers:
 async def follow_task(
     service: TaskService,
     subscribers: Subscribers,
-    principal: Principal,
-    task_id: str,
+    record: TaskRecord,
     after_seq: int,
     policy: DisconnectPolicy,
 ) -> AsyncGenerator[Event, None]:
-    """The task's events after `after_seq`, ending after the final event or an
-    interrupted state. If the consumer stops early (the client went away), the
-    disconnect policy decides what happens to the task."""
-    record, events = await service.subscribe(task_id, principal, after_seq)
+    """The events after `after_seq` of the task whose record its caller was given (and
+    so may see), ending after the final event or an interrupted state. If the consumer
+    stops early (the client went away), the disconnect policy decides what happens to
+    the task."""
+    task_id = record.id
+    events = service.follow(task_id, after_seq)
     subscribers.attach(task_id)
     ended = False
     try:
