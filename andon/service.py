@@ -464,8 +464,9 @@ class TaskService:
         """Wait, up to `timeout`, until the task has changed since event `after_seq` and
         has ended or is in a state of `until`; returns it then (None after the timeout,
         or at once when the service has stopped). Reads the task once, then again only
-        after a change of state: the progress and artifacts the store hands over on
-        the way are skipped unread (any change it does not describe is read)."""
+        when the store hands over a change to a state the wait ends in: progress,
+        artifacts and other states are skipped unread (any change it does not describe
+        is read)."""
         with self.store.notifier.listen(task_id) as wake, contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while True:
@@ -483,7 +484,10 @@ class TaskService:
                     while True:
                         await wake.wait()
                         appended = wake.take(seen)
-                        if appended is None or any(e.kind == "status" for e in appended):
+                        if appended is None or any(
+                            e.kind == "status" and _ends_wait(e.data["state"], until)
+                            for e in appended
+                        ):
                             break
                         seen = appended[-1].seq if appended else seen
         return None
@@ -648,6 +652,12 @@ class TaskService:
         if record is None or (record.owner != principal.name and not principal.is_admin):
             raise TaskNotFound(f"task {task_id} not found")
         return record
+
+
+def _ends_wait(state: str, until: Collection[TaskState]) -> bool:
+    """Whether a task that moved to this (stored) state ends a `wait` for `until`."""
+    moved = TaskState(state)
+    return moved.terminal or moved in until
 
 
 def _option(
