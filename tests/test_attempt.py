@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +24,7 @@ import pytest
 import andon
 from andon import Agent, RuntimeSettings, SyncTaskContext, TaskContext, TaskService, open_service
 from andon.protocol.types import TaskState
+from andon.runtime import containment as cells
 from andon.runtime.containment import detect, set_subreaper
 from andon.runtime.keeper import running
 from tests.conftest import FAST_RUNTIME, STORES, each_store
@@ -347,3 +350,25 @@ async def test_sigkill_after_the_grace_is_recorded_and_told(tmp_path: Path, stor
 async def _output(service: TaskService, task_id: str) -> bool:
     task = await service.get(task_id, USER)
     return any("armed" in part.text for a in task.artifacts or [] for part in a.parts if part.text)
+
+
+def test_stale_cgroups_another_starting_process_removes_first_are_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers started together after one was killed each clear its cgroups at start;
+    one that finds them gone after it saw them must start all the same (it crashed)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / f"andon-{gone.pid}"
+    (stale / "task.1").mkdir(parents=True)
+    seen = Path.exists
+
+    def removed_by_the_other_process_right_after(path: Path) -> bool:
+        answer = seen(path)
+        if path == Path(f"/proc/{gone.pid}"):
+            shutil.rmtree(stale)
+        return answer
+
+    monkeypatch.setattr(Path, "exists", removed_by_the_other_process_right_after)
+    cells._remove_stale(tmp_path)
+    assert not stale.exists()

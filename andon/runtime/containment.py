@@ -181,13 +181,17 @@ def _cgroup_base() -> Path | None:
 
 def _remove_stale(parent: Path) -> None:
     """Remove the cgroups of andon processes that are gone (killed before they could),
-    with their empty cells; a cell something still lives in stays."""
+    with their empty cells; a cell something still lives in stays. Other andon
+    processes starting beside this one may be removing the same ones."""
     for base in parent.glob("andon-*"):
         if Path(f"/proc/{base.name.removeprefix('andon-')}").exists():
             continue
-        for cell in base.iterdir():
-            if cell.is_dir():
-                cgroup_remove(str(cell))
+        try:
+            cells = [cell for cell in base.iterdir() if cell.is_dir()]
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        for cell in cells:
+            cgroup_remove(str(cell))
         cgroup_remove(str(base))
 
 
