@@ -19,7 +19,8 @@ group of measurements starts its server afresh:
 - a stream dropped by its client (andon: the `cancel` disconnect policy; the peers
   have no such setting): does the task stop, how fast, lines after the drop;
 - a crowd of concurrent streaming tasks (1,000): peak RSS of the server's process
-  tree, and the time to cancel them all;
+  tree, and the time to cancel them all; the server's CPU time for the admissions and
+  for the cancels, which other load on the machine disturbs less than their wall time;
 - RSS after 5,000 `echo` tasks.
 
 Each figure is the median over the rounds, with the lowest and highest round. The
@@ -543,18 +544,19 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
     before = procs.tree_rss(server.pid)
     crowd = Crowd()
     with procs.PeakSampler(server.pid) as sampler:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), procs.cpu_seconds(server.pid)
         members = [
             asyncio.create_task(crowd_member(server, i, crowd, size, "sleep 120"))
             for i in range(size)
         ]
         await within(cfg.crowd_deadline, crowd.all_admitted.wait())
         admit_s = time.perf_counter() - t0
+        admit_cpu_s = procs.cpu_seconds(server.pid) - cpu0
         events_then = crowd.events
         await asyncio.sleep(cfg.crowd_settle)  # every admitted task streaming progress
         events_per_s = (crowd.events - events_then) / cfg.crowd_settle
         task_ids = list(crowd.admitted.values())
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), procs.cpu_seconds(server.pid)
         answered: dict[str, int] = {}
         refused: list[str] = []
         # Every task's client cancels at the same moment, each on its own connection
@@ -564,6 +566,7 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
             cfg.crowd_deadline, cancel_all(server, task_ids, connections, answered, refused)
         )
         cancel_s = time.perf_counter() - t0 if done else None
+        cancel_cpu_s = procs.cpu_seconds(server.pid) - cpu0 if done else None
         # Streams end with their tasks: worth waiting for only once all are cancelled.
         ended = done and await until(
             cfg.crowd_deadline, lambda: crowd.ended >= crowd.admitted.keys()
@@ -580,10 +583,12 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
     return {
         "crowd.admitted": len(task_ids),
         "crowd.admit_s": admit_s,
+        "crowd.admit_cpu_s": admit_cpu_s,
         "crowd.events_per_s": events_per_s,
         "crowd.rss_before_mib": before / MIB,
         "crowd.peak_mib": sampler.peak / MIB,
         "crowd.cancel_all_s": cancel_s,
+        "crowd.cancel_cpu_s": cancel_cpu_s,
         "crowd.cancels_answered": len(answered),
         "crowd.cancels_refused": len(refused),
         "crowd.cancels_per_s": len(answered) / (cancel_s or cfg.crowd_deadline),
