@@ -53,10 +53,5 @@ def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    # Neither format shows where a line was logged from, nor the thread or process:
-    # skip finding them for every record (the logging HOWTO's "Optimization"). A state
-    # line is written for every change of every task.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     if level.lower() != "debug":  # procrastinate logs every job it defers at info
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
