@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -37,7 +39,9 @@ class Cluster:
         self.apis: list[subprocess.Popen[bytes]] = []
         self.api_urls: list[str] = []
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.logs: dict[int, Path] = {}
+        self.said: dict[int, tuple[deque[str], threading.Thread]] = {}
+        """The last lines each process wrote to its stderr (which reaches the test's own),
+        and the thread that passes them on."""
 
     def __enter__(self) -> Cluster:
         return self
@@ -61,7 +65,9 @@ class Cluster:
             pending = [(proc, url) for proc, url in pending if not self._answers(url)]
             for proc in [p for p, _ in pending] + started:
                 if proc.poll() is not None:
-                    said = self.logs[proc.pid].read_text(errors="replace")[-4000:]
+                    lines, relay = self.said[proc.pid]
+                    relay.join(5)  # to the end of what it said
+                    said = "".join(lines)
                     raise AssertionError(f"a process did not start ({proc.returncode}):\n{said}")
             if time.monotonic() > deadline:
                 raise AssertionError("the cluster did not start in time")
@@ -128,18 +134,26 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        # What the processes said reaches the test's captured stderr, shown if it fails.
-        for log in self.logs.values():
-            sys.stderr.write(log.read_text(errors="replace"))
-        self.logs.clear()
 
     def _start(self, *args: str) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "andon", *args, "--db", self.db, "--log-level", "warning"]
-        log = self.workdir / f"{args[0]}-{len(self.logs)}.log"
-        with log.open("wb") as stderr:
-            proc = subprocess.Popen(cmd, cwd=self.workdir, env=self.env, stderr=stderr)
-        self.logs[proc.pid] = log
+        proc = subprocess.Popen(cmd, cwd=self.workdir, env=self.env, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        said: deque[str] = deque(maxlen=60)
+        relay = threading.Thread(target=_relay, args=(proc.stderr, said), daemon=True)
+        relay.start()
+        self.said[proc.pid] = (said, relay)
         return proc
+
+
+def _relay(stream: IO[bytes], said: deque[str]) -> None:
+    """Pass a process's stderr on to this one's (pytest shows it with the test that was
+    running), keeping its last lines for an error that quotes them."""
+    with stream:
+        for raw in stream:
+            line = raw.decode(errors="replace")
+            said.append(line)
+            sys.stderr.write(line)
 
 
 class Relay:
