@@ -86,9 +86,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
     PUSH_MIGRATION,
-    # The log in order of arrival: every append goes to the end of the table (and of the
-    # small index), where clustered by task it went to a page of its own task among all
-    # the others, a crowd's appends touching (and committing) a page each.
+    # The log in order of arrival: every append goes to the end of the table, where
+    # clustered by task it went to a page of its own task among all the others, a
+    # crowd's appends touching (and committing) a page each. The events already logged
+    # are copied in the old table's order, each task's together.
     """
     CREATE TABLE events_in_order (
         task_id TEXT NOT NULL,
@@ -100,8 +101,7 @@ MIGRATIONS: list[str] = [
         UNIQUE (task_id, seq)
     );
     INSERT INTO events_in_order (task_id, seq, kind, data, final, created_at)
-        SELECT task_id, seq, kind, data, final, created_at FROM events
-        ORDER BY created_at, task_id, seq;
+        SELECT task_id, seq, kind, data, final, created_at FROM events ORDER BY task_id, seq;
     DROP TABLE events;
     ALTER TABLE events_in_order RENAME TO events;
     """
@@ -317,6 +317,8 @@ class SQLiteStore(Store):
                     f"{db_path(db)} has schema version {version}, newer than this andon "
                     f"knows ({len(MIGRATIONS)}): upgrade andon, or give another --db"
                 )
+            if 0 < version < len(MIGRATIONS):  # a file of an earlier andon: may take a while
+                log.info("upgrading %s from schema %d to %d", db_path(db), version, len(MIGRATIONS))
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in split_statements(script):
                     db.execute(statement)

@@ -1,6 +1,7 @@
 """The push outbox of the SQLite store (see andon/store/push.py); its tables and trigger
-are the store's second migration (PUSH_MIGRATION). Writes go through the store's turn
-transaction (group commit) like every other write, each one atomic in its savepoint."""
+are the store's second migration (PUSH_MIGRATION), and the third makes the trigger again
+on the events table it rebuilds. Writes go through the store's turn transaction (group
+commit) like every other write, each one atomic in its savepoint."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ BEGIN
 END;
 """
 """Queues every streamed event for the task's webhooks: made by PUSH_MIGRATION, and again
-by the migration that rebuilds the events table (a table's triggers go with it)."""
+by the migration that rebuilds the events table (a table's triggers go with it). Two
+migrations that ran are built from it: never edit it, make a new migration."""
 
 PUSH_MIGRATION = _PUSH_TABLES + PUSH_TRIGGER
 
