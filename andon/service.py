@@ -10,7 +10,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -420,11 +420,12 @@ class TaskService:
         """Check access now (so a transport can answer an error before it starts a
         stream), then follow the task's log from `after_seq` to its final event."""
         record = await self._owned(task_id, principal)
-        return record, self.follow(record.id, after_seq)
+        return record, self.follow(record, after_seq)
 
-    async def follow(self, task_id: str, after_seq: int) -> AsyncIterator[Event]:
-        """The task's log from `after_seq` to its final event, for a caller that has
-        checked access already (it holds the record `submit` or `snapshot` gave)."""
+    async def follow(self, record: TaskRecord, after_seq: int) -> AsyncGenerator[Event, None]:
+        """The log of the task of `record` from `after_seq` to its final event. No access
+        check: the caller holds a record that `submit`, `snapshot` or `subscribe` gave."""
+        task_id = record.id
         async for event in self.store.follow(task_id, after_seq):
             after_seq = event.seq
             yield present(event)
@@ -485,7 +486,7 @@ class TaskService:
                         await wake.wait()
                         appended = wake.take(seen)
                         if appended is None or any(
-                            e.kind == "status" and _ends_wait(e.data["state"], until)
+                            e.kind == "status" and _ends_wait(e.data.get("state"), until)
                             for e in appended
                         ):
                             break
@@ -654,8 +655,14 @@ class TaskService:
         return record
 
 
-def _ends_wait(state: str, until: Collection[TaskState]) -> bool:
-    """Whether a task that moved to this (stored) state ends a `wait` for `until`."""
+_STATES = frozenset(state.value for state in TaskState)
+
+
+def _ends_wait(state: object, until: Collection[TaskState]) -> bool:
+    """Whether a task that moved to this (stored) state may end a `wait` for `until`:
+    anything that is not a state it knows is read to find out."""
+    if not isinstance(state, str) or state not in _STATES:
+        return True
     moved = TaskState(state)
     return moved.terminal or moved in until
 

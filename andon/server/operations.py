@@ -142,8 +142,9 @@ class Operations:
         *,
         first: bool,
     ) -> AsyncIterator[Update]:
-        """`task` shown first (if `first`), then the events after `after_seq` of the
-        task that `record`, read when access was checked, shows."""
+        """`task` first (if `first`), then its events after `after_seq`. `record` is the
+        task as read when access was checked: its `last_seq` tells a replayed question
+        from a live one."""
         task_id, context_id = task.id, task.context_id
         events = follow_task(self.service, self.subscribers, record, after_seq, policy)
         if first:

@@ -121,7 +121,7 @@ async def follow_task(
     stops early (the client went away), the disconnect policy decides what happens to
     the task."""
     task_id = record.id
-    events = service.follow(task_id, after_seq)
+    events = service.follow(record, after_seq)
     subscribers.attach(task_id)
     ended = False
     try:
@@ -140,5 +140,5 @@ async def follow_task(
         ended = True  # the server ended the stream (it is stopping), not the client
     finally:
         with contextlib.suppress(Exception):
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
         subscribers.detach(task_id, policy, before_final=not ended)
