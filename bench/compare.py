@@ -544,7 +544,7 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
     before = procs.tree_rss(server.pid)
     crowd = Crowd()
     with procs.PeakSampler(server.pid) as sampler:
-        t0, cpu0 = time.perf_counter(), procs.cpu_seconds(server.pid)
+        cpu0, t0 = procs.cpu_seconds(server.pid), time.perf_counter()
         members = [
             asyncio.create_task(crowd_member(server, i, crowd, size, "sleep 120"))
             for i in range(size)
@@ -556,7 +556,7 @@ async def crowd_group(server: Server, cfg: Config) -> JSON:
         await asyncio.sleep(cfg.crowd_settle)  # every admitted task streaming progress
         events_per_s = (crowd.events - events_then) / cfg.crowd_settle
         task_ids = list(crowd.admitted.values())
-        t0, cpu0 = time.perf_counter(), procs.cpu_seconds(server.pid)
+        cpu0, t0 = procs.cpu_seconds(server.pid), time.perf_counter()
         answered: dict[str, int] = {}
         refused: list[str] = []
         # Every task's client cancels at the same moment, each on its own connection

@@ -188,8 +188,8 @@ def _remove_stale(parent: Path) -> None:
             continue
         try:
             cells = [cell for cell in base.iterdir() if cell.is_dir()]
-        except FileNotFoundError:
-            continue  # removed meanwhile
+        except OSError:
+            continue  # removed meanwhile (or not ours to list): best effort, as below
         for cell in cells:
             cgroup_remove(str(cell))
         cgroup_remove(str(base))

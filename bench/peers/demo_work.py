@@ -22,7 +22,7 @@ def trace(task_id: str, step: int) -> None:
     if path:
         # One O_APPEND write, without a Python file object: a crowd of a thousand
         # tasks writes ten thousand lines a second.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             os.write(fd, f"{task_id} {step} {time.monotonic_ns()}\n".encode())
         finally:
