@@ -216,17 +216,26 @@ async def test_sync_agent_in_a_thread_stops(tmp_path: Path, trace: Path, store_u
         assert_no_trace_after(trace, task_id, returned)
 
 
+async def agent_runs(running: asyncio.Event) -> None:
+    """Until the agent's own code runs. `working` is stored at the claim, before the
+    attempt starts the agent (in distributed mode it reads the store twice between): a
+    cancel in that window stops an agent that never ran, honestly `canceled`, and a test
+    of what the agent's code does with a cancel would test nothing."""
+    await asyncio.wait_for(running.wait(), 10)
+
+
 # -- 2 and 8. Honest state, bounded ------------------------------------------------------
 
 
 async def test_agent_swallowing_cancellation_ends_failed_cancel_timeout(
     tmp_path: Path, store_url: str
 ) -> None:
-    release = asyncio.Event()
+    release, running = asyncio.Event(), asyncio.Event()
     agent = Agent("stubborn")
 
     @agent.skill("stubborn")
     async def stubborn(ctx: TaskContext) -> None:
+        running.set()
         while not release.is_set():
             try:
                 await asyncio.sleep(0.01)
@@ -235,7 +244,7 @@ async def test_agent_swallowing_cancellation_ends_failed_cancel_timeout(
 
     async with serving(agent, tmp_path, store_url, hard_deadline=0.5) as svc:
         task_id = await start(svc, "go")
-        await wait_state(svc, task_id, TaskState.WORKING)
+        await agent_runs(running)
         started = time.monotonic()
         task = await svc.cancel(task_id, USER)
         took = time.monotonic() - started
@@ -460,15 +469,17 @@ async def test_graceful_cancel_escalates_after_the_grace_period(
 ) -> None:
     agent = Agent("slow-step")
     finished = []
+    running = asyncio.Event()
 
     @agent.skill("slow")
     async def slow(ctx: TaskContext) -> None:
+        running.set()
         await asyncio.sleep(30)  # one long step, never checks
         finished.append(True)
 
     async with serving(agent, tmp_path, store_url, graceful_period=0.3) as svc:
         task_id = await start(svc, "go")
-        await wait_state(svc, task_id, TaskState.WORKING)
+        await agent_runs(running)
         started = time.monotonic()
         task = await svc.cancel(task_id, USER, mode=CancelMode.GRACEFUL)
         assert task.status.state is TaskState.CANCELED
@@ -532,6 +543,7 @@ async def test_on_cancel_hooks_run_and_a_hanging_hook_is_cut_off(
 ) -> None:
     agent = Agent("hooks")
     ran: list[str] = []
+    running = asyncio.Event()
 
     @agent.skill("hooks")
     async def hooks(ctx: TaskContext) -> None:
@@ -542,11 +554,12 @@ async def test_on_cancel_hooks_run_and_a_hanging_hook_is_cut_off(
             ran.append("async")
             await asyncio.sleep(30)
 
+        running.set()
         await asyncio.sleep(30)
 
     async with serving(agent, tmp_path, store_url, cleanup_budget=0.2) as svc:
         task_id = await start(svc, "go")
-        await wait_state(svc, task_id, TaskState.WORKING)
+        await agent_runs(running)
         started = time.monotonic()
         task = await svc.cancel(task_id, USER)
         assert task.status.state is TaskState.CANCELED
