@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from andon.protocol.types import ACTIVE_STATES, TaskState
 from andon.store import lock
@@ -49,6 +49,9 @@ from andon.store.machine import check_transition
 from andon.store.sqlite_push import PUSH_MIGRATION, PUSH_TRIGGER, SQLitePushStore
 
 T = TypeVar("T")
+
+ACTIVE: Final = tuple(s.value for s in ACTIVE_STATES)
+"""The active states' values, made once: every append of every task passes them."""
 
 log = logging.getLogger(__name__)
 
@@ -493,14 +496,13 @@ class SQLiteStore(Store):
         self, task_id: str, epoch: int, kind: EventKind, data: dict[str, Any]
     ) -> Event | None:
         payload = json.dumps(data)
-        active = tuple(s.value for s in ACTIVE_STATES)
 
         def insert(db: sqlite3.Connection) -> Event | None:
             now = time.time()
             row = db.execute(
                 "UPDATE tasks SET last_seq = last_seq + 1, updated_at = ?"
                 " WHERE id = ? AND epoch = ? AND state IN (?, ?, ?, ?) RETURNING last_seq",
-                (now, task_id, epoch, *active),
+                (now, task_id, epoch, *ACTIVE),
             ).fetchone()
             if row is None:
                 return None
@@ -518,14 +520,13 @@ class SQLiteStore(Store):
         return event
 
     async def record_child(self, task_id: str, epoch: int, child: dict[str, Any]) -> bool:
-        active = tuple(s.value for s in ACTIVE_STATES)
 
         def add(db: sqlite3.Connection) -> bool:
             row = db.execute(
                 "UPDATE tasks SET metadata = json_set(metadata, ?1, json_insert("
                 " coalesce(json_extract(metadata, ?1), '[]'), '$[#]', json(?2)))"
                 " WHERE id = ?3 AND epoch = ?4 AND state IN (?5, ?6, ?7, ?8) RETURNING id",
-                (f'$."{CHILDREN}"', json.dumps(child), task_id, epoch, *active),
+                (f'$."{CHILDREN}"', json.dumps(child), task_id, epoch, *ACTIVE),
             ).fetchone()
             return row is not None
 
@@ -554,11 +555,10 @@ class SQLiteStore(Store):
     async def fail_unfinished(
         self, reason: str, message: dict[str, Any] | None = None
     ) -> list[str]:
-        active = [s.value for s in ACTIVE_STATES]
         rows = await self._read(
             lambda db: db.execute(
-                f"SELECT id, state FROM tasks WHERE state IN ({', '.join('?' * len(active))})",
-                active,
+                f"SELECT id, state FROM tasks WHERE state IN ({', '.join('?' * len(ACTIVE))})",
+                ACTIVE,
             ).fetchall()
         )
         failed = []
