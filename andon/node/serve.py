@@ -194,6 +194,7 @@ def serve(options: ServeOptions) -> None:
             log_config=None,  # uvicorn's lines go through andon's handler and format
             lifespan="on",
             http=with_header_timeout(options.header_timeout),
+            ws="none",  # A2A has no WebSocket binding: nothing is imported to speak it
             limit_concurrency=options.max_connections,
         )
         server = _Server(config)
