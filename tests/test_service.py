@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from andon import Agent, Principal, RuntimeSettings, TaskContext, TaskService, open_service
+from andon.agents import demo
 from andon.agents.demo import agent as demo_agent
 from andon.protocol.errors import (
     InvalidParams,
@@ -687,3 +688,21 @@ async def test_a_task_waiting_for_its_context_takes_no_slot(
             assert (await svc.get(waiting, USER)).status.state is TaskState.SUBMITTED
         finally:
             await svc.cancel_many(USER, ids=[busy, waiting])
+
+
+def test_the_demo_trace_follows_its_file_when_the_path_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo agent keeps its trace file open between lines; a new path (each test
+    has its own) gets the next lines, and the old file none."""
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    monkeypatch.setenv("ANDON_DEMO_TRACE", str(first))
+    demo.trace("a", 0)
+    demo.trace("a", 1)
+    monkeypatch.setenv("ANDON_DEMO_TRACE", str(second))
+    demo.trace("b", 0)
+    assert [line.split()[:2] for line in first.read_text().splitlines()] == [
+        ["a", "0"],
+        ["a", "1"],
+    ]
+    assert [line.split()[:2] for line in second.read_text().splitlines()] == [["b", "0"]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 
 from andon.runtime.agent import Agent
@@ -30,16 +31,24 @@ agent = Agent(
 )
 
 
+_trace_lock = threading.Lock()
+_trace_file: tuple[str, int] | None = None
+"""The trace file's path and descriptor, opened once: a crowd of a thousand tasks writes
+ten thousand lines a second, each one O_APPEND write. Reopened when the path changes."""
+
+
 def trace(task_id: str, step: int) -> None:
+    global _trace_file
     path = os.environ.get("ANDON_DEMO_TRACE")
-    if path:
-        # One O_APPEND write, without a Python file object: a crowd of a thousand
-        # tasks writes ten thousand lines a second.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:
-            os.write(fd, f"{task_id} {step} {time.monotonic_ns()}\n".encode())
-        finally:
-            os.close(fd)
+    if not path:
+        return
+    line = f"{task_id} {step} {time.monotonic_ns()}\n".encode()
+    with _trace_lock:  # spin traces from threads: none may write to a descriptor closed here
+        if _trace_file is None or _trace_file[0] != path:
+            if _trace_file is not None:
+                os.close(_trace_file[1])
+            _trace_file = (path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
+        os.write(_trace_file[1], line)
 
 
 def _number(text: str, kind: type[float] | type[int], default: float) -> float:
