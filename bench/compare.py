@@ -87,6 +87,7 @@ class Config:
     crowd_deadline: float = 30.0  # seconds allowed for each step of the crowd
     crowd_settle: float = 2.0  # seconds the whole crowd streams before the cancels
     cancel_connections: int = 0  # connections the crowd's cancels go out on (0: one each)
+    crowd_work: str = "sleep 120"  # each crowd task's text
     memory_tasks: int = 5000
     connections: int = 8  # concurrent connections of the memory run
     server_cpu: str = "0"
@@ -538,15 +539,16 @@ def trace_index(path: Path) -> dict[str, list[int]]:
 
 
 async def crowd_group(server: Server, cfg: Config) -> JSON:
-    """`cfg.crowd` concurrent streams of long `sleep` tasks (a progress event every
-    0.1 s each); peak RSS, events delivered, then cancel them all."""
+    """`cfg.crowd` concurrent streams of `cfg.crowd_work` tasks (by default long `sleep`
+    tasks, a progress event every 0.1 s each); peak RSS, events delivered, then cancel
+    them all."""
     size = cfg.crowd
     before = procs.tree_rss(server.pid)
     crowd = Crowd()
     with procs.PeakSampler(server.pid) as sampler:
         cpu0, t0 = procs.cpu_seconds(server.pid), time.perf_counter()
         members = [
-            asyncio.create_task(crowd_member(server, i, crowd, size, "sleep 120"))
+            asyncio.create_task(crowd_member(server, i, crowd, size, cfg.crowd_work))
             for i in range(size)
         ]
         await within(cfg.crowd_deadline, crowd.all_admitted.wait())
@@ -748,6 +750,11 @@ def main(argv: list[str] | None = None) -> None:
         help="connections of the crowd's cancels (default: one each)",
     )
     parser.add_argument(
+        "--crowd-work",
+        help="the crowd's task (default `sleep 120`); andon's `ask what?` waits for an"
+        " answer and streams nothing, which leaves the cancels' own cost",
+    )
+    parser.add_argument(
         "--only",
         choices=[g.__name__ for g in GROUPS],
         help="one group of measurements; prints its figures, leaves the document alone",
@@ -767,6 +774,8 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, crowd=args.crowd, crowd_deadline=deadline)
     if args.cancel_connections:
         cfg = dataclasses.replace(cfg, cancel_connections=args.cancel_connections)
+    if args.crowd_work:
+        cfg = dataclasses.replace(cfg, crowd_work=args.crowd_work)
     servers = tuple(s.strip() for s in args.servers.split(",") if s.strip())
     unknown = set(servers) - set(SERVERS)
     if unknown or not servers:
