@@ -752,7 +752,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--crowd-work",
         help="the crowd's task (default `sleep 120`); andon's `ask what?` waits for an"
-        " answer and streams nothing, which leaves the cancels' own cost",
+        " answer, its stream ended at input-required: what is left is the cancels' own cost",
     )
     parser.add_argument(
         "--only",

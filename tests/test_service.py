@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -694,7 +695,7 @@ def test_the_demo_trace_follows_its_file_when_the_path_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The demo agent keeps its trace file open between lines; a new path (each test
-    has its own) gets the next lines, and the old file none."""
+    has its own) gets the next lines, and the old file none; so does a file removed."""
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     monkeypatch.setenv("ANDON_DEMO_TRACE", str(first))
     demo.trace("a", 0)
@@ -706,3 +707,9 @@ def test_the_demo_trace_follows_its_file_when_the_path_changes(
         ["a", "1"],
     ]
     assert [line.split()[:2] for line in second.read_text().splitlines()] == [["b", "0"]]
+    second.unlink()  # looked for once a second: the lines come back within one
+    deadline = time.monotonic() + 5
+    while not second.exists() and time.monotonic() < deadline:
+        demo.trace("c", 0)
+        time.sleep(0.05)
+    assert [line.split()[:2] for line in second.read_text().splitlines()] == [["c", "0"]]

@@ -520,7 +520,6 @@ class SQLiteStore(Store):
         return event
 
     async def record_child(self, task_id: str, epoch: int, child: dict[str, Any]) -> bool:
-
         def add(db: sqlite3.Connection) -> bool:
             row = db.execute(
                 "UPDATE tasks SET metadata = json_set(metadata, ?1, json_insert("
