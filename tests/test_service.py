@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from andon import Agent, Principal, RuntimeSettings, TaskContext, TaskService, open_service
-from andon.agents import demo
+from andon.agents import trace as demo_trace
 from andon.agents.demo import agent as demo_agent
 from andon.protocol.errors import (
     InvalidParams,
@@ -698,10 +698,10 @@ def test_the_demo_trace_follows_its_file_when_the_path_changes(
     has its own) gets the next lines, and the old file none; so does a file removed."""
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     monkeypatch.setenv("ANDON_DEMO_TRACE", str(first))
-    demo.trace("a", 0)
-    demo.trace("a", 1)
+    demo_trace.trace("a", 0)
+    demo_trace.trace("a", 1)
     monkeypatch.setenv("ANDON_DEMO_TRACE", str(second))
-    demo.trace("b", 0)
+    demo_trace.trace("b", 0)
     assert [line.split()[:2] for line in first.read_text().splitlines()] == [
         ["a", "0"],
         ["a", "1"],
@@ -710,6 +710,6 @@ def test_the_demo_trace_follows_its_file_when_the_path_changes(
     second.unlink()  # looked for once a second: the lines come back within one
     deadline = time.monotonic() + 5
     while not second.exists() and time.monotonic() < deadline:
-        demo.trace("c", 0)
+        demo_trace.trace("c", 0)
         time.sleep(0.05)
     assert [line.split()[:2] for line in second.read_text().splitlines()] == [["c", "0"]]

@@ -15,10 +15,9 @@ With ANDON_DEMO_TRACE naming a file, each step of sleep, spin and stream appends
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
 import time
 
+from andon.agents.trace import trace
 from andon.runtime.agent import Agent
 from andon.runtime.context import TaskContext, TaskFailed
 
@@ -29,39 +28,6 @@ agent = Agent(
     name="andon demo",
     description="Shows what andon does: long work that stops the moment you cancel it.",
 )
-
-
-_trace_lock = threading.Lock()
-_trace_file: tuple[str, int, int] | None = None
-"""The trace file's path, descriptor and when it was last found linked: opened once, for a
-crowd of a thousand tasks writes ten thousand lines a second, each one O_APPEND write."""
-
-
-def trace(task_id: str, step: int) -> None:
-    path = os.environ.get("ANDON_DEMO_TRACE")
-    if not path:
-        return
-    now = time.monotonic_ns()
-    line = f"{task_id} {step} {now}\n".encode()
-    with _trace_lock:  # spin traces from threads: none may write to a descriptor closed here
-        os.write(_trace_descriptor(path, now), line)
-
-
-def _trace_descriptor(path: str, now: int) -> int:
-    """Opened again for a new path, or when the file was removed (looked at once a
-    second: a person may clear the trace by hand)."""
-    global _trace_file
-    if _trace_file is not None:
-        opened, fd, linked_at = _trace_file
-        if opened == path and now - linked_at < 1_000_000_000:
-            return fd
-        if opened == path and os.fstat(fd).st_nlink:
-            _trace_file = (opened, fd, now)
-            return fd
-        os.close(fd)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    _trace_file = (path, fd, now)
-    return fd
 
 
 def _number(text: str, kind: type[float] | type[int], default: float) -> float:

@@ -1,54 +1,37 @@
 """The demo agent's work, shared by the peer servers (standard library only).
 
 Each peer runs in its own virtual environment with its own Python, so this module
-imports nothing from andon or from any peer framework. It holds only what must be
-identical everywhere for the benchmark to compare like with like: how the text is
-read, the 0.1 s step, the trace line format of `andon.agents.demo`, and the
-CPU-bound loop that `spin` runs in a thread.
+imports nothing from andon or from any peer framework; andon's trace writer, standard
+library only, it loads by its path. It holds only what must be identical everywhere for
+the benchmark to compare like with like: how the text is read, the 0.1 s step, the trace
+lines (andon/agents/trace.py), and the CPU-bound loop that `spin` runs in a thread.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+import importlib.util
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 STEP = 0.1
 COMMANDS = ("echo", "sleep", "spin", "shell")
 
 
-_trace_lock = threading.Lock()
-_trace_file: tuple[str, int, int] | None = None
-"""The trace file's path, descriptor and when it was last found linked: opened once, for a
-crowd of a thousand tasks writes ten thousand lines a second, each one O_APPEND write."""
+def _andon_trace() -> Callable[[str, int], None]:
+    """andon's own trace writer (andon/agents/trace.py, standard library only), loaded
+    by its path: the peers' environments do not have andon installed."""
+    path = Path(__file__).resolve().parents[2] / "andon" / "agents" / "trace.py"
+    spec = importlib.util.spec_from_file_location("andon_demo_trace", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    writer: Callable[[str, int], None] = module.trace
+    return writer
 
 
-def trace(task_id: str, step: int) -> None:
-    """Append `<task id> <step> <monotonic ns>` to $ANDON_DEMO_TRACE, if set."""
-    path = os.environ.get("ANDON_DEMO_TRACE")
-    if not path:
-        return
-    now = time.monotonic_ns()
-    line = f"{task_id} {step} {now}\n".encode()
-    with _trace_lock:  # spin traces from threads: none may write to a descriptor closed here
-        os.write(_trace_descriptor(path, now), line)
-
-
-def _trace_descriptor(path: str, now: int) -> int:
-    """Opened again for a new path, or when the file was removed (looked at once a
-    second: a person may clear the trace by hand)."""
-    global _trace_file
-    if _trace_file is not None:
-        opened, fd, linked_at = _trace_file
-        if opened == path and now - linked_at < 1_000_000_000:
-            return fd
-        if opened == path and os.fstat(fd).st_nlink:
-            _trace_file = (opened, fd, now)
-            return fd
-        os.close(fd)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    _trace_file = (path, fd, now)
-    return fd
+trace = _andon_trace()
+"""Append `<task id> <step> <monotonic ns>` to $ANDON_DEMO_TRACE, if set."""
 
 
 def parse(text: str) -> tuple[str, str]:
