@@ -108,3 +108,23 @@ def test_the_delegation_benchmark_runs() -> None:
         line for line in shown.splitlines() if line.startswith("| 1 child") or "2 children" in line
     ]
     assert len(rows) == 2, shown
+
+
+def test_the_peers_load_andons_trace_writer_without_andon(tmp_path: Path) -> None:
+    """The peers' environments have no andon: their shared module loads andon's trace
+    writer by its path, which works only while that file needs nothing but the standard
+    library (-I -S: no site-packages, so no andon and no third-party package)."""
+    trace = tmp_path / "trace"
+    script = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'bench' / 'peers')!r}); "
+        "import demo_work; demo_work.trace('peer', 7); "
+        "assert not [m for m in sys.modules if m.startswith('andon')], 'andon was imported'"
+    )
+    subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script],
+        cwd=tmp_path,
+        env={"ANDON_DEMO_TRACE": str(trace)},
+        check=True,
+        timeout=60,
+    )
+    assert trace.read_text().split()[:2] == ["peer", "7"]
