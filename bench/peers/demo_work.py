@@ -2,9 +2,10 @@
 
 Each peer runs in its own virtual environment with its own Python, so this module
 imports nothing from andon or from any peer framework, except andon's trace writer
-(standard library only), which it loads by its file path. It holds only what must be identical everywhere for
-the benchmark to compare like with like: how the text is read, the 0.1 s step, the trace
-lines (andon/agents/trace.py), and the CPU-bound loop that `spin` runs in a thread.
+(standard library only), which it loads by its file path. It holds only what must be
+identical everywhere for the benchmark to compare like with like: how the text is read,
+the 0.1 s step, the trace lines (andon/agents/trace.py), and the CPU-bound loop that
+`spin` runs in a thread.
 """
 
 from __future__ import annotations
