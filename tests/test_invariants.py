@@ -259,6 +259,36 @@ async def test_agent_swallowing_cancellation_ends_failed_cancel_timeout(
         assert "canceled" not in states
 
 
+@pytest.mark.parametrize("mode", [CancelMode.IMMEDIATE, CancelMode.GRACEFUL])
+async def test_an_agent_awaiting_its_cleanup_is_cancelled_once(
+    tmp_path: Path, store_url: str, mode: CancelMode
+) -> None:
+    """The attempt cancels the agent's task once: a second cancel would cut short the
+    cleanup it awaits in its `except CancelledError`, and the task would be answered
+    `canceled` with that cleanup left undone."""
+    running = asyncio.Event()
+    cleaned: list[str] = []
+    agent = Agent("tidy")
+
+    @agent.skill("tidy")
+    async def tidy(ctx: TaskContext) -> None:
+        running.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # its own cleanup: closing a session, say
+            cleaned.append("cleaned up")
+            raise
+
+    async with serving(agent, tmp_path, store_url, graceful_period=0.1) as svc:
+        task_id = await start(svc, "go")
+        await agent_runs(running)
+        task = await svc.cancel(task_id, USER, mode=mode)
+
+        assert task.status.state is TaskState.CANCELED
+        assert cleaned == ["cleaned up"]
+
+
 # -- 3. Exactly one ending ------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from andon.runtime.containment import Cell
 from andon.runtime.http import AttemptHttp
 from andon.runtime.lifeline import Lifeline
 from andon.runtime.processes import Processes
-from andon.runtime.scope import CancelScope
+from andon.runtime.scope import CancelScope, Signal, first
 from andon.runtime.threads import AttemptThreads, current_threads
 from andon.store.base import TaskRecord
 from andon.telemetry import tracing
@@ -72,7 +72,7 @@ class Attempt:
     ) -> None:
         self.record = record
         self.settings = settings
-        self.scope = CancelScope()
+        self.scope = CancelScope(on_immediate=self.cancel_agent)
         self.deadline = time.monotonic() + record.timeout if record.timeout else None
         self.processes = Processes(cell, settings.kill_grace, lifeline)
         self.threads = AttemptThreads(self.scope, record.id[:8])
@@ -82,6 +82,9 @@ class Attempt:
         self.portal_calls: set[concurrent.futures.Future[Any]] = set()
         """Calls of a synchronous agent's thread into the loop (see SyncTaskContext)."""
         self.agent_task: asyncio.Task[Any] | None = None
+        self.agent_ended = Signal()
+        """Set as the agent's coroutine ends (its task is done by the next turn)."""
+        self._agent_cancelled = False
         self.stop_requested_at: float | None = None
         self.last_activity = time.monotonic()
         self.waiting_for_input_since: float | None = None
@@ -109,9 +112,29 @@ class Attempt:
         context = contextvars.copy_context()
         context.run(current_threads.set, self.threads)
         self.agent_task = asyncio.create_task(
-            agent, name=f"andon-agent-{self.task_id}", context=context
+            self._run_agent(agent), name=f"andon-agent-{self.task_id}", context=context
         )
+        self.agent_task.add_done_callback(lambda _: self._agent_done(agent))
         return self.agent_task
+
+    def cancel_agent(self) -> None:
+        """Cancel the agent's task, once: a second cancel would cut short the cleanup
+        it may be awaiting in its `except CancelledError`."""
+        if self.agent_task is not None and not self._agent_cancelled:
+            self._agent_cancelled = True
+            self.agent_task.cancel()
+
+    def _agent_done(self, agent: Coroutine[Any, Any, Any]) -> None:
+        # A task cancelled before its first step never entered _run_agent: its agent's
+        # coroutine was never started (close() spares it the "never awaited" warning).
+        agent.close()
+        self.agent_ended.set()
+
+    async def _run_agent(self, agent: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await agent
+        finally:
+            self.agent_ended.set()  # from inside: a turn sooner than the done callback
 
     def request_stop(self, reason: str, mode: CancelMode) -> bool:
         """Ask the attempt to stop; `stop()` then carries it out (the supervisor runs it
@@ -156,21 +179,15 @@ class Attempt:
             mode = scope.mode or CancelMode.IMMEDIATE
             owned = asyncio.ensure_future(self._stop_owned(reason, mode, hard_deadline))
         if scope.mode is CancelMode.GRACEFUL and not agent.done():
-            escalated = asyncio.ensure_future(scope.wait_immediate())
-            await asyncio.wait(
-                {agent, escalated},
-                timeout=settings.graceful_period,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            escalated.cancel()
+            await first(self.agent_ended, scope.immediate, timeout=settings.graceful_period)
             scope.request(reason, CancelMode.IMMEDIATE)
         hard_deadline = time.monotonic() + settings.hard_deadline
-        agent.cancel()
+        self.cancel_agent()  # done already when the cancel was immediate from the start
         self._abort_blocking_calls()
         processes = None
         if self.processes.started:
             processes = asyncio.ensure_future(self.processes.stop())
-        await asyncio.wait({agent}, timeout=settings.hard_deadline)
+        await first(self.agent_ended, timeout=settings.hard_deadline)
         tracing.event("agent stopped" if agent.done() else "agent ignored cancellation")
         survivors = await processes if processes is not None else []
         tracing.event("processes stopped", {"killed_after_grace": len(self.processes.killed)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from andon.protocol.types import CancelMode
@@ -18,17 +18,73 @@ class TaskCancelled(BaseException):
     """
 
 
+class Signal:
+    """Something that happens once (a cancel asked for, the agent's end), which the
+    coroutines waiting for it see in the loop's next turn.
+
+    A future wakes its awaiters through callbacks that run a turn later, so waiting for
+    the first of two futures (asyncio.wait, or a callback that sets a third) takes two
+    turns; when a crowd of tasks runs, every turn is a pass over all of them, and a
+    cancel's answer waits for each of its turns. `first` gives each wait a future of
+    its own, which `set` completes directly.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+async def first(*signals: Signal, timeout: float | None = None) -> None:
+    """Return once any of `signals` is set, or after `timeout` seconds."""
+    if any(signal.is_set() for signal in signals):
+        return
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = None if timeout is None else loop.call_later(timeout, _wake, woken)
+    for signal in signals:
+        signal._waiters.append(woken)
+    try:
+        await woken
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for signal in signals:
+            if woken in signal._waiters:
+                signal._waiters.remove(woken)
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
 class CancelScope:
     """Cancel state shared by the attempt's coroutine, its threads and its tools.
 
     Thread-safe to read: threads call `raise_if_cancelled` at their checkpoints.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_immediate: Callable[[], None] = lambda: None) -> None:
+        self._on_immediate = on_immediate
+        """Stops the scope's coroutine (the attempt cancels its agent's task)."""
         self.reason: str | None = None
         self.mode: CancelMode | None = None
-        self._requested: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._immediate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.asked = Signal()
+        """Set by the first cancel request."""
+        self.immediate = Signal()
+        """Set once the cancel is (or has become) immediate."""
         self._closed = False
         self._lock = threading.Lock()
 
@@ -41,10 +97,12 @@ class CancelScope:
                 self.mode = mode
             else:
                 return False
-        if not self._requested.done():
-            self._requested.set_result(None)
-        if self.mode is CancelMode.IMMEDIATE and not self._immediate.done():
-            self._immediate.set_result(None)
+        if self.mode is CancelMode.IMMEDIATE:
+            # The coroutine first: it unwinds in the next turn, before its owner (woken
+            # by the signals) looks whether it has ended.
+            self._on_immediate()
+            self.immediate.set()
+        self.asked.set()
         return True
 
     def close(self) -> None:
@@ -58,32 +116,6 @@ class CancelScope:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    async def requested_or_done(self, work: asyncio.Future[Any]) -> None:
-        """Return once a cancel is requested or `work` is done, whichever comes first:
-        asyncio.wait for the two, without the two frames, set, shield and closures it
-        holds while it waits (every running attempt waits so, all its life)."""
-        if self._requested.done() or work.done():
-            return
-        woken = asyncio.get_running_loop().create_future()
-
-        def wake(_: object) -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        self._requested.add_done_callback(wake)
-        work.add_done_callback(wake)
-        try:
-            await woken
-        finally:
-            self._requested.remove_done_callback(wake)
-            work.remove_done_callback(wake)
-
-    async def wait_requested(self) -> None:
-        await asyncio.shield(self._requested)
-
-    async def wait_immediate(self) -> None:
-        await asyncio.shield(self._immediate)
 
     def raise_if_cancelled(self, *, step_boundary: bool) -> None:
         """At a step boundary any cancel stops the agent; inside a step only an immediate
@@ -102,4 +134,4 @@ class Stopping:
         return self._scope.requested
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self._scope.wait_requested().__await__()
+        return first(self._scope.asked).__await__()

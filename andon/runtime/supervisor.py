@@ -36,7 +36,7 @@ from andon.runtime.containment import detect
 from andon.runtime.context import TaskContext, TaskFailed
 from andon.runtime.current import bind_task
 from andon.runtime.lifeline import Lifeline
-from andon.runtime.scope import TaskCancelled
+from andon.runtime.scope import TaskCancelled, first
 from andon.runtime.threads import install_executor
 from andon.store.base import Store, TaskRecord
 from andon.telemetry import tracing
@@ -150,15 +150,15 @@ class Supervisor:
         return [Message.model_validate(e.data) for e in events if e.kind == "message"]
 
     async def _execute(self, attempt: Attempt, ctx: TaskContext) -> None:
-        agent = attempt.start(self._call_agent(ctx))
+        attempt.start(self._call_agent(ctx))
         if attempt.scope.requested:
-            agent.cancel()  # cancelled while it was being claimed: its code never runs
+            attempt.cancel_agent()  # cancelled while it was being claimed: its code never runs
         watchdog = None
         if deadlines.has_deadlines(attempt):
             expire = lambda reason: self._expire(attempt, reason)  # noqa: E731
             watchdog = asyncio.create_task(deadlines.watch(attempt, expire))
         try:
-            await attempt.scope.requested_or_done(agent)
+            await first(attempt.scope.asked, attempt.agent_ended)
             if not attempt.scope.requested and await self._finish(attempt):
                 return
             await self._stop(attempt)
