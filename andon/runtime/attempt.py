@@ -112,9 +112,11 @@ class Attempt:
         context = contextvars.copy_context()
         context.run(current_threads.set, self.threads)
         self.agent_task = asyncio.create_task(
-            self._run_agent(agent), name=f"andon-agent-{self.task_id}", context=context
+            agent, name=f"andon-agent-{self.task_id}", context=context
         )
-        self.agent_task.add_done_callback(lambda _: self._agent_done(agent))
+        # The supervisor's coroutine sets it from inside, a turn sooner; this is for a
+        # task cancelled before its first step (and any other coroutine).
+        self.agent_task.add_done_callback(lambda _: self.agent_ended.set())
         return self.agent_task
 
     def cancel_agent(self) -> None:
@@ -123,18 +125,6 @@ class Attempt:
         if self.agent_task is not None and not self._agent_cancelled:
             self._agent_cancelled = True
             self.agent_task.cancel()
-
-    def _agent_done(self, agent: Coroutine[Any, Any, Any]) -> None:
-        # A task cancelled before its first step never entered _run_agent: its agent's
-        # coroutine was never started (close() spares it the "never awaited" warning).
-        agent.close()
-        self.agent_ended.set()
-
-    async def _run_agent(self, agent: Coroutine[Any, Any, Any]) -> Any:
-        try:
-            return await agent
-        finally:
-            self.agent_ended.set()  # from inside: a turn sooner than the done callback
 
     def request_stop(self, reason: str, mode: CancelMode) -> bool:
         """Ask the attempt to stop; `stop()` then carries it out (the supervisor runs it

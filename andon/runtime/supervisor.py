@@ -150,7 +150,7 @@ class Supervisor:
         return [Message.model_validate(e.data) for e in events if e.kind == "message"]
 
     async def _execute(self, attempt: Attempt, ctx: TaskContext) -> None:
-        attempt.start(self._call_agent(ctx))
+        attempt.start(self._call_agent(attempt, ctx))
         if attempt.scope.requested:
             attempt.cancel_agent()  # cancelled while it was being claimed: its code never runs
         watchdog = None
@@ -166,12 +166,17 @@ class Supervisor:
             if watchdog is not None:
                 watchdog.cancel()
 
-    async def _call_agent(self, ctx: TaskContext) -> Any:
-        handler = self.agent.route(ctx.metadata).handler
-        bind_task(ctx)
-        if inspect.iscoroutinefunction(handler):
-            return await handler(ctx)
-        return await asyncio.to_thread(handler, SyncTaskContext(ctx))
+    async def _call_agent(self, attempt: Attempt, ctx: TaskContext) -> Any:
+        try:
+            handler = self.agent.route(ctx.metadata).handler
+            bind_task(ctx)
+            if inspect.iscoroutinefunction(handler):
+                return await handler(ctx)
+            return await asyncio.to_thread(handler, SyncTaskContext(ctx))
+        finally:
+            # From inside the agent's task, so the supervisor wakes in the next turn (the
+            # task's done callbacks would wake it a turn later).
+            attempt.agent_ended.set()
 
     async def _finish(self, attempt: Attempt) -> bool:
         """End an attempt whose agent returned or raised on its own. False when a cancel
