@@ -77,13 +77,20 @@ class PushSender:
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(self.settings.timeout, connect=min(5.0, self.settings.timeout)),
-            limits=httpx.Limits(max_connections=self.settings.concurrency),
-            trust_env=False,  # a proxy from the environment would dodge the address check
-        )
         self._loop = asyncio.create_task(self._run(), name="andon-push-sender")
+
+    def _client(self) -> httpx.AsyncClient:
+        """Made for the first delivery: its TLS context (the CA bundle, about 3 MiB)
+        is memory that a server nobody asks for webhooks never needs."""
+        if self._http is None:
+            timeout = self.settings.timeout
+            self._http = httpx.AsyncClient(
+                follow_redirects=False,
+                timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
+                limits=httpx.Limits(max_connections=self.settings.concurrency),
+                trust_env=False,  # a proxy from the environment would dodge the address check
+            )
+        return self._http
 
     async def stop(self) -> None:
         """Deliveries in flight are abandoned: their leases lapse and they go again."""
@@ -181,7 +188,7 @@ class PushSender:
         self.metrics.push_latency.observe(max(0.0, time.time() - delivery.event_at))
 
     async def _post(self, delivery: PushDelivery) -> None:
-        assert self._http is not None
+        http = self._client()
         config = delivery.config
         try:
             target = await self.settings.policy.target(config.url)
@@ -200,7 +207,7 @@ class PushSender:
             headers["Authorization"] = f"{config.auth_scheme}{credentials}"
         if config.token:
             headers[TOKEN_HEADER] = config.token
-        request = self._http.build_request(
+        request = http.build_request(
             "POST",
             _pinned(target),
             content=to_json(body),
@@ -208,7 +215,7 @@ class PushSender:
             extensions={"sni_hostname": target.url.host} if target.url.scheme == "https" else {},
         )
         async with asyncio.timeout(self.settings.timeout):
-            response = await self._http.send(request, stream=True)
+            response = await http.send(request, stream=True)
             await response.aclose()  # the answer's body is never read
         status = response.status_code
         if 200 <= status < 300:
