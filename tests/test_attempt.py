@@ -3,7 +3,8 @@ by frameworks, blocking HTTP requests of synchronous handlers — and says how i
 
 Each test fails when its mechanism is removed: containment (cgroup and subreaper, each
 run), the attempt executor, the abortable blocking client, the module-level check, the
-deadline path, the record of what was SIGKILLed.
+deadline path, the record of what was SIGKILLed, the signals that answer a cancel two
+loop turns after its request.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from andon.protocol.types import TaskState
 from andon.runtime import containment as cells
 from andon.runtime.containment import detect, set_subreaper
 from andon.runtime.keeper import running
+from andon.runtime.scope import Signal, first
 from tests.conftest import FAST_RUNTIME, STORES, each_store
 from tests.helpers import USER, eventually, user_text, wait_state
 
@@ -372,3 +374,82 @@ def test_stale_cgroups_another_starting_process_removes_first_are_passed_over(
     monkeypatch.setattr(Path, "exists", removed_by_the_other_process_right_after)
     cells._remove_stale(tmp_path)
     assert not stale.exists()
+
+
+# -- the attempt's signals ----------------------------------------------------------------
+
+
+async def test_first_wakes_on_any_of_its_signals_and_on_its_timeout() -> None:
+    asked, ended = Signal(), Signal()
+    waiting = asyncio.create_task(first(asked, ended))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    ended.set()
+    await asyncio.wait_for(waiting, 1)
+
+    await asyncio.wait_for(first(asked, ended), 1)  # set already: at once
+    started = time.monotonic()
+    await first(Signal(), timeout=0.05)
+    assert time.monotonic() - started >= 0.05
+
+
+async def test_first_wakes_its_waiter_in_the_next_turn() -> None:
+    """What a cancel's answer counts on: the waiter's own future is set by `set`, not by
+    a done callback a turn later."""
+    signal = Signal()
+    woken: list[int] = []
+
+    async def wait() -> None:
+        await first(signal)
+        woken.append(turn)
+
+    waiting = asyncio.create_task(wait())
+    await asyncio.sleep(0)
+    turn = 0
+    signal.set()
+    for turn in range(1, 4):  # noqa: B007 - read by wait() as it wakes
+        await asyncio.sleep(0)
+    await waiting
+    assert woken == [1]
+
+
+async def test_a_cancelled_wait_leaves_its_signal_usable() -> None:
+    signal = Signal()
+    gone = asyncio.create_task(first(signal, timeout=30))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    waiting = asyncio.create_task(first(signal))
+    await asyncio.sleep(0)
+    signal.set()
+    await asyncio.wait_for(waiting, 1)
+
+
+async def test_a_running_task_is_cancelled_within_two_loop_turns(tmp_path: Path) -> None:
+    """Embedded mode: the request cancels the agent's task, which unwinds in the next
+    turn, where its supervisor stores `canceled`; the answer follows in the turn after.
+    Under a crowd each turn is a pass over every busy task, so turns are latency."""
+    from andon.agents.demo import agent
+
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async with serving(agent, tmp_path, str(tmp_path / "a.sqlite")) as service:
+        task_id = await start(service, "sleep 30")
+        await wait_state(service, task_id, TaskState.WORKING)
+        await asyncio.sleep(0.05)  # the agent is in its sleep
+        counter = asyncio.create_task(count_turns())
+        await asyncio.sleep(0)
+        before = turns
+        task = await service.cancel(task_id, USER)
+        taken = turns - before
+        counter.cancel()
+
+    assert task.status.state is TaskState.CANCELED
+    assert taken <= 2

@@ -149,10 +149,12 @@ class Attempt:
     # -- the end ------------------------------------------------------------------------
 
     async def stop(self) -> StopReport:
-        """The cancel: a graceful one lets the agent finish its step within the graceful
-        period; then the coroutine is cancelled, blocking requests aborted, processes
-        and owned resources stopped, threads waited for, hooks run, clients closed — all
-        by the hard deadline. Survivors are named, never hidden."""
+        """The cancel: an immediate one cancelled the coroutine as it was requested (the
+        scope calls `cancel_agent`); a graceful one lets the agent finish its step within
+        the graceful period, then becomes immediate. Then blocking requests are aborted,
+        processes and owned resources stopped, the coroutine and threads waited for,
+        hooks run, clients closed — all by the hard deadline. Survivors are named, never
+        hidden."""
         scope, settings, agent = self.scope, self.settings, self.agent_task
         assert agent is not None
         started = self.stop_requested_at or time.monotonic()
@@ -172,7 +174,7 @@ class Attempt:
             await first(self.agent_ended, scope.immediate, timeout=settings.graceful_period)
             scope.request(reason, CancelMode.IMMEDIATE)
         hard_deadline = time.monotonic() + settings.hard_deadline
-        self.cancel_agent()  # done already when the cancel was immediate from the start
+        self.cancel_agent()  # a no-op: an immediate request or the escalation above did it
         self._abort_blocking_calls()
         processes = None
         if self.processes.started:

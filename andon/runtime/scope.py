@@ -89,7 +89,9 @@ class CancelScope:
         self._lock = threading.Lock()
 
     def request(self, reason: str, mode: CancelMode) -> bool:
-        """Record a cancel; the first request wins, a later immediate one escalates."""
+        """Record a cancel; the first request wins, a later immediate one escalates.
+        On the loop's thread only (it cancels a task and completes futures): threads
+        read the scope, they never request."""
         with self._lock:
             if self.mode is None:
                 self.reason, self.mode = reason, mode
@@ -98,8 +100,8 @@ class CancelScope:
             else:
                 return False
         if self.mode is CancelMode.IMMEDIATE:
-            # The coroutine first: it unwinds in the next turn, before its owner (woken
-            # by the signals) looks whether it has ended.
+            # The coroutine first: waiting on a plain future (a sleep, a read), it
+            # unwinds in the next turn, before its owner (woken by the signals) looks.
             self._on_immediate()
             self.immediate.set()
         self.asked.set()
