@@ -442,8 +442,11 @@ async def test_a_running_task_is_cancelled_within_two_loop_turns(tmp_path: Path)
 
     async with serving(agent, tmp_path, str(tmp_path / "a.sqlite")) as service:
         task_id = await start(service, "sleep 30")
-        await wait_state(service, task_id, TaskState.WORKING)
-        await asyncio.sleep(0.05)  # the agent is in its sleep
+
+        async def stepped() -> bool:  # its first progress stored: it is in its next sleep
+            return any(e.kind == "progress" for e in await service.store.events(task_id))
+
+        await eventually(stepped, message="the agent's first step")
         counter = asyncio.create_task(count_turns())
         await asyncio.sleep(0)
         before = turns
