@@ -5,9 +5,14 @@ from andon.protocol.types import CancelMode
 from andon.runtime.agent import Agent, Skill
 from andon.runtime.attempt import RuntimeSettings
 from andon.runtime.blocking import SyncTaskContext
-from andon.runtime.context import CommandFailed, CommandResult, TaskContext, TaskFailed
+from andon.runtime.context import (
+    CommandFailed,
+    CommandResult,
+    RemoteTaskFailed,
+    TaskContext,
+    TaskFailed,
+)
 from andon.runtime.current import current_task, task_http_client
-from andon.runtime.delegation import RemoteTaskFailed
 from andon.runtime.scope import TaskCancelled
 from andon.runtime.threads import check
 from andon.service import ContextPolicy, Principal, ServiceSettings, TaskService

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -10,17 +11,50 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+import typer.core
+import typer.main
 
-from andon.client.commands import register as register_client_commands
 from andon.server.app import ServerConfig
 from andon.server.auth import TokenAuth, check_name, digest, new_token
 from andon.server.streams import DisconnectPolicy
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from typer._click import Command, Context
+
     from andon.push.sender import PushSettings
 
+
+class AndonCommands(typer.core.TyperGroup):
+    """The `andon` command, whose client commands (send, watch, tasks, cancel, retry:
+    andon/client/commands.py) are loaded when one of them is named or the commands are
+    listed. `andon serve` and `andon worker` then never import the client, its HTTP
+    library or its terminal renderer: memory a serving process would hold for nothing."""
+
+    def _with_client_commands(self) -> None:
+        if "send" in self.commands:
+            return
+        from andon.client.commands import register
+
+        client = typer.Typer()
+        register(client)
+        merged = {**self.commands, **typer.main.get_group(client).commands}
+        # As typer lists them: commands first, then groups, each in the order made.
+        ordered = sorted(merged.items(), key=lambda c: isinstance(c[1], typer.core.TyperGroup))
+        self.commands = dict(ordered)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in self.commands:
+            self._with_client_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        self._with_client_commands()
+        return super().list_commands(ctx)
+
+
 app = typer.Typer(
+    cls=AndonCommands,
     help="andon: serve Python agents over A2A, where cancel means stop.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -29,7 +63,15 @@ token_app = typer.Typer(help="Bearer tokens for `andon serve --auth tokens`.", n
 app.add_typer(token_app, name="token")
 db_app = typer.Typer(help="The PostgreSQL database of distributed mode.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-err = Console(stderr=True, soft_wrap=True)
+
+
+@functools.cache
+def err() -> Console:
+    """Where errors and warnings go (rich is imported when there is one to print)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
 
 # The options `serve` and `worker` share (the worker processes `serve --workers` starts
 # are given the same values).
@@ -147,7 +189,7 @@ def serve(
         policy = DisconnectPolicy.parse(on_disconnect)
         token_auth = _token_auth(auth, tokens)
         for warning in token_auth.warnings if token_auth else []:
-            err.print(f"[yellow]warning:[/yellow] {warning}")
+            err().print(f"[yellow]warning:[/yellow] {warning}")
         served = load_agent(agent)
         if (workers or no_worker) and not is_distributed(db):
             raise ValueError("--workers and --no-worker need a postgresql:// database (--db)")
@@ -157,7 +199,7 @@ def serve(
             raise ValueError("--grpc-port needs grpcio: pip install 'andon[grpc]'")
         claim_store(db)
     except Exception as exc:  # a usage error: one line, no traceback
-        err.print(f"[red]error:[/red] {exc}")
+        err().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     worker_argv = [
         agent,
@@ -174,7 +216,7 @@ def serve(
         queue = QueueSettings(lease=lease)
         worker_processes = WorkerProcesses(workers, worker_argv, drain) if workers else None
     if token_auth is None and not is_loopback(host):
-        err.print(
+        err().print(
             f"[bold red]WARNING: serving on {host} without authentication: anyone who can "
             "reach this address can run and cancel tasks. Use --auth tokens.[/bold red]"
         )
@@ -257,7 +299,7 @@ def worker(
         served = load_agent(agent)
         claim_store(db)
     except Exception as exc:  # a usage error: one line, no traceback
-        err.print(f"[red]error:[/red] {exc}")
+        err().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     work(
         WorkerOptions(
@@ -325,7 +367,7 @@ def token_new(
         if days is not None:
             _in_range("--days", days, 0, above=True)
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     token = new_token()
     until = ""
@@ -351,7 +393,7 @@ def db_upgrade(
     try:
         applied = asyncio.run(upgrade(db))
     except psycopg.Error as exc:
-        err.print(f"[red]error:[/red] {redact(db)}: {exc}")
+        err().print(f"[red]error:[/red] {redact(db)}: {exc}")
         raise typer.Exit(1) from None
     for name in applied:
         typer.echo(f"applied {name}")
@@ -371,7 +413,7 @@ def init(
     try:
         files = starter_files(name, Path.cwd())
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err().print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     for path, text in files.items():
         path.write_text(text)
@@ -384,9 +426,6 @@ def init(
     width = max(map(len, steps))
     for command, what in steps.items():
         typer.echo(f"  {command.ljust(width)}   {what}")
-
-
-register_client_commands(app)  # send, watch, tasks, cancel, retry
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from andon.push import configs
 from andon.push.policy import RefusedURL
 from andon.push.sender import PushSender, PushSettings
 from andon.runtime.agent import SKILL_KEY, Agent, UnknownSkill
-from andon.runtime.delegation import Orphans
+from andon.runtime.orphans import Orphans
 from andon.store.base import Event as Event  # what transports stream
 from andon.store.base import NewTask, Store, fold_artifacts, status_event_data
 from andon.store.base import TaskRecord as TaskRecord  # what submit returns to transports

@@ -325,3 +325,37 @@ def test_ctrl_c_of_make_run_stops_the_server_without_an_error_from_make(tmp_path
         os.close(master)
     assert "■ andon stopping" in text
     assert "make: ***" not in text and "Error 130" not in text and "Traceback" not in text
+
+
+def artifact_text(url: str, task_id: str) -> str:
+    body = {"jsonrpc": "2.0", "id": 3, "method": "GetTask", "params": {"id": task_id}}
+    task = httpx.post(url, json=body, headers=HEADERS).json()["result"]
+    return "".join(part["text"] for a in task["artifacts"] for part in a["parts"])
+
+
+def test_a_server_loads_httpx_at_its_agents_first_request_and_never_the_client(
+    tmp_path: Path,
+) -> None:
+    # The command-line client (andon.client, with rich) and httpx, which imports rich
+    # and pygments whenever they are installed, are memory a serving process would hold
+    # for nothing: httpx comes with an agent's first ctx.http request, the client never.
+    agent = Path(__file__).parent / "agents" / "footprint.py"
+    proc, url = start(tmp_path, str(agent))
+    try:
+        before = send(url, "modules")
+        wait_for(lambda: state_of(url, before) == "TASK_STATE_COMPLETED")
+        loaded = set(artifact_text(url, before).split())
+        assert {"andon.node.serve", "uvicorn", "pydantic"} <= loaded
+        assert "andon.client" not in loaded
+        tops = {name.split(".")[0] for name in loaded}
+        assert tops.isdisjoint({"httpx", "httpcore", "rich", "pygments"}), tops
+
+        fetch = send(url, f"fetch {url}/.well-known/agent-card.json")
+        wait_for(lambda: state_of(url, fetch) == "TASK_STATE_COMPLETED")
+        assert artifact_text(url, fetch) == "200"
+        after = send(url, "modules")
+        wait_for(lambda: state_of(url, after) == "TASK_STATE_COMPLETED")
+        assert "httpx" in artifact_text(url, after).split()
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -34,7 +34,7 @@ from andon.dispatch.leases import Leases
 from andon.dispatch.reaper import Reaper
 from andon.dispatch.worker import ANSWERS, QueueWorker, WorkerSettings, queue_call
 from andon.protocol.types import Message
-from andon.runtime.delegation import Orphans
+from andon.runtime.orphans import Orphans
 from andon.runtime.supervisor import Supervisor
 from andon.store.base import Store, TaskRecord
 from andon.store.pg_retry import Conn, retrying

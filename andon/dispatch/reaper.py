@@ -24,7 +24,7 @@ from procrastinate.manager import JobManager
 
 from andon.dispatch.leases import Lapsed, Leases
 from andon.protocol.types import ACTIVE_STATES, FailReason, TaskState, agent_text
-from andon.runtime.delegation import Orphans
+from andon.runtime.orphans import Orphans
 from andon.store.base import Store
 
 log = logging.getLogger("andon.dispatch")

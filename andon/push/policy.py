@@ -21,8 +21,10 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 RESOLVE_WAIT = 5.0
 """Seconds a config's check waits for DNS before leaving the host to delivery's check."""
@@ -73,6 +75,8 @@ class PushPolicy:
 
     def parse(self, url: str) -> httpx.URL:
         """The URL, if its form is acceptable (scheme, host, no credentials)."""
+        import httpx  # here, not at start: a server without webhooks never needs it
+
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as exc:

@@ -25,8 +25,8 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
 from pydantic_core import to_json
 
 from andon.protocol.codec import codec_for
@@ -35,6 +35,9 @@ from andon.push.policy import PushPolicy, RefusedURL, Target
 from andon.store.base import Store
 from andon.store.push import PushDelivery
 from andon.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("andon.push")
 
@@ -80,9 +83,12 @@ class PushSender:
         self._loop = asyncio.create_task(self._run(), name="andon-push-sender")
 
     def _client(self) -> httpx.AsyncClient:
-        """Made for the first delivery: its TLS context (the CA bundle, about 3 MiB)
-        is memory that a server nobody asks for webhooks never needs."""
+        """Made for the first delivery: httpx and the client's TLS context (the CA
+        bundle, about 3 MiB) are memory that a server nobody asks for webhooks never
+        needs."""
         if self._http is None:
+            import httpx
+
             timeout = self.settings.timeout
             self._http = httpx.AsyncClient(
                 follow_redirects=False,
@@ -233,6 +239,8 @@ def _pinned(target: Target) -> httpx.URL:
 
 
 def _describe(exc: BaseException) -> str:
+    import httpx  # loaded by the delivery that failed
+
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "timed out"
     text = str(exc) or type(exc).__name__

@@ -8,13 +8,14 @@ import asyncio
 import concurrent.futures
 from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from andon.protocol.types import Artifact, Message, Task
 from andon.runtime.context import CommandResult, Content, TaskContext
 from andon.runtime.scope import TaskCancelled
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 

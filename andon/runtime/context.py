@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import httpx
-
-from andon.protocol.types import Artifact, Message, Part, Role, TaskState, agent_text
+from andon.protocol.types import Artifact, Message, Part, Role, Task, TaskState, agent_text
 from andon.runtime.attempt import Attempt, CancelHook, Owned
 from andon.runtime.scope import Stopping, TaskCancelled
 from andon.store.base import EventKind, Store, fold_artifacts
 
 if TYPE_CHECKING:
+    import httpx
+
     from andon.client.api import Binding
     from andon.runtime.delegation import RemoteCall
 
@@ -40,6 +40,16 @@ _YIELD_EVERY = 0.001
 
 class TaskFailed(Exception):
     """Raise from an agent to end its task `failed` with this message."""
+
+
+class RemoteTaskFailed(TaskFailed):
+    """The remote task ended without completing (failed, canceled or rejected); the
+    message is the remote agent's. Uncaught, it fails the calling task with it."""
+
+    def __init__(self, message: str, task: Task, url: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.url = url
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,10 +44,8 @@ from andon.protocol.types import (
     TaskState,
     TaskStatusUpdateEvent,
 )
-from andon.protocol.wire import Version
-from andon.runtime.context import TaskFailed
+from andon.runtime.context import RemoteTaskFailed
 from andon.runtime.scope import TaskCancelled
-from andon.store.base import CHILDREN, TaskRecord
 
 if TYPE_CHECKING:
     from andon.runtime.context import TaskContext
@@ -61,16 +59,6 @@ ABANDON_BUDGET = 10.0
 """Seconds a remote task left behind by its caller (not by a cancel) gets to confirm."""
 
 _question_locks: weakref.WeakKeyDictionary[TaskContext, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-class RemoteTaskFailed(TaskFailed):
-    """The remote task ended without completing (failed, canceled or rejected); the
-    message is the remote agent's. Uncaught, it fails the calling task with it."""
-
-    def __init__(self, message: str, task: Task, url: str) -> None:
-        super().__init__(message)
-        self.task = task
-        self.url = url
 
 
 class RemoteChild:
@@ -425,59 +413,3 @@ def _failure(task: Task, child: RemoteChild) -> str:
 def own(ctx: TaskContext, child: RemoteChild) -> None:
     """Hand the child to the attempt, which stops it with everything else it owns."""
     ctx.own(child)
-
-
-async def cancel_recorded_children(record: TaskRecord, budget: float = 10.0) -> list[str]:
-    """CancelTask (reason `parent_canceled`) to every child recorded on a task that its
-    own process can no longer stop (it was failed `worker_lost`). Returns the children
-    that did not confirm. No token is stored: a child behind authentication answers
-    Unauthorized here, and only its own disconnect policy stops it."""
-    entries = record.metadata.get(CHILDREN) or []
-
-    async def one(entry: dict[str, Any]) -> str | None:
-        where = f"remote task {entry.get('id')} at {entry.get('url')}"
-        try:
-            client = AndonClient(
-                str(entry["endpoint"]),
-                version=str(entry.get("version") or Version.V1_0.value),
-                binding=entry.get("binding") or "jsonrpc",
-                timeout=budget,
-            )
-        except (KeyError, ValueError) as exc:
-            return f"{where} (unreadable record: {exc})"
-        try:
-            async with asyncio.timeout(budget):
-                await client.cancel(
-                    str(entry["id"]), reason=CancelReason.PARENT_CANCELED, wait=budget
-                )
-        except (TaskNotCancelable, TaskNotFound):
-            return None
-        except (ClientError, TimeoutError) as exc:
-            log.warning("task %s: could not cancel its %s: %s", record.id, where, exc)
-            return where
-        finally:
-            await client.aclose()
-        return None
-
-    results = await asyncio.gather(*(one(e) for e in entries if isinstance(e, dict)))
-    return [r for r in results if r is not None]
-
-
-class Orphans:
-    """Cancels, in the background, the children of tasks failed `worker_lost` (by the
-    process that failed them: a restarted embedded server, a distributed reaper)."""
-
-    def __init__(self) -> None:
-        self._running: set[asyncio.Task[list[str]]] = set()
-
-    def adopt(self, record: TaskRecord) -> None:
-        """Start cancelling the children recorded on `record`, a task just failed."""
-        if not record.metadata.get(CHILDREN):
-            return
-        cancelling = asyncio.create_task(cancel_recorded_children(record))
-        self._running.add(cancelling)
-        cancelling.add_done_callback(self._running.discard)
-
-    async def close(self, timeout: float = 5.0) -> None:
-        if self._running:
-            await asyncio.wait(list(self._running), timeout=timeout)
