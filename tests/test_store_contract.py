@@ -591,6 +591,22 @@ async def test_events_without_progress_are_the_rest_in_order(store: Store) -> No
     assert await store.events(record.id, rest[-2].seq, with_progress=False) == rest[-1:]
 
 
+async def test_task_and_messages_reads_the_record_and_its_conversation(store: Store) -> None:
+    record = await in_state(store, S.WORKING)
+    await store.append(record.id, record.epoch, "progress", {"i": 0})
+    answer = user_text("an answer", task_id=record.id, context_id=record.context_id).dump()
+    await store.append(record.id, record.epoch, "message", answer)
+    await store.append(record.id, record.epoch, "artifact", {"chunk": 0})
+    canceling = await move(store, record.id, S.WORKING, S.CANCELING)
+
+    current, messages = await store.task_and_messages(record.id)
+    assert current == canceling == await store.get_task(record.id)
+    events = await store.events(record.id)
+    assert messages == [e.data for e in events if e.kind == "message"]
+    assert len(messages) == 2 and messages[-1] == answer
+    assert await store.task_and_messages(new_id()) == (None, [])
+
+
 # -- follow -----------------------------------------------------------------------------
 
 

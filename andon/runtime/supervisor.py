@@ -88,10 +88,7 @@ class Supervisor:
             return record
         if record is None:
             record = await self.store.get_task(task_id)
-        if record is None or record.epoch != attempt.epoch or record.state.terminal:
-            attempt.request_stop(FailReason.WORKER_LOST, CancelMode.IMMEDIATE)
-        elif record.state is TaskState.CANCELING:
-            attempt.request_stop(record.reason or CancelReason.USER, record.cancel_mode)
+        _agree(attempt, record)
         return record
 
     def lose(self, task_id: str) -> bool:
@@ -131,23 +128,21 @@ class Supervisor:
 
     async def _run_attempt(self, record: TaskRecord) -> None:
         install_executor(asyncio.get_running_loop())
-        history = await self._history(record.id)
         cell = self.containment.cell(f"{record.id}.{record.epoch}")
         attempt = Attempt(record, self.settings, cell, self.lifeline)
-        ctx = TaskContext(attempt, store=self.store, message=history[-1], history=history)
         self._attempts[record.id] = attempt
         try:
             # A cancel that set `canceling` between the claim and the registration above
-            # found no attempt to signal: read it back, so it is never lost.
-            await self.reconcile(record.id)
+            # found no attempt to signal: the record read back now holds it, so it is
+            # never lost. The same read brings the conversation the agent is given.
+            current, messages = await self.store.task_and_messages(record.id)
+            _agree(attempt, current)
+            history = [Message.model_validate(data) for data in messages]
+            ctx = TaskContext(attempt, store=self.store, message=history[-1], history=history)
             await self._execute(attempt, ctx)
         finally:
             del self._attempts[record.id]
             attempt.scope.close()
-
-    async def _history(self, task_id: str) -> list[Message]:
-        events = await self.store.events(task_id, with_progress=False)
-        return [Message.model_validate(e.data) for e in events if e.kind == "message"]
 
     async def _execute(self, attempt: Attempt, ctx: TaskContext) -> None:
         attempt.start(self._call_agent(attempt, ctx))
@@ -311,3 +306,12 @@ def crash_text(exc: BaseException) -> str:
     where the traceback is (a bare `str(KeyError('x'))` says only `'x'`)."""
     detail = f": {exc}" if str(exc) else ""
     return f"the agent raised {type(exc).__name__}{detail} (the server's log has the traceback)"
+
+
+def _agree(attempt: Attempt, record: TaskRecord | None) -> None:
+    """Stop the attempt if the task's record says so: `canceling` with the stored reason
+    and mode; ended, moved to another attempt or gone, at once."""
+    if record is None or record.epoch != attempt.epoch or record.state.terminal:
+        attempt.request_stop(FailReason.WORKER_LOST, CancelMode.IMMEDIATE)
+    elif record.state is TaskState.CANCELING:
+        attempt.request_stop(record.reason or CancelReason.USER, record.cancel_mode)

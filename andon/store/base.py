@@ -443,6 +443,13 @@ class Store(abc.ABC):
         out progress events, which a Task view folds none of: a long task's log is
         mostly those, and a GetTask or a cancel answer need not decode them."""
 
+    async def task_and_messages(self, task_id: str) -> tuple[TaskRecord | None, list[Any]]:
+        """The task's record and the data of its message events, in order: what an
+        attempt reads once it is registered. A store that can reads both at once."""
+        record = await self.get_task(task_id)
+        events = await self.events(task_id, with_progress=False)
+        return record, [event.data for event in events if event.kind == "message"]
+
     @abc.abstractmethod
     async def fail_unfinished(
         self, reason: str, message: dict[str, Any] | None = None

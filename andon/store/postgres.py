@@ -117,6 +117,12 @@ WHERE id = %(id)s AND epoch = %(epoch)s AND state IN {ACTIVE}
 RETURNING id
 """
 GET: Final = f"SELECT {TASK_COLUMNS} FROM andon_tasks WHERE id = %s"
+GET_WITH_MESSAGES: Final = f"""
+SELECT {TASK_COLUMNS}, (
+    SELECT coalesce(json_agg(e.data ORDER BY e.seq), '[]'::json) FROM andon_events e
+    WHERE e.task_id = andon_tasks.id AND e.kind = 'message'
+) FROM andon_tasks WHERE id = %s
+"""
 EVENTS: Final = (
     "SELECT seq, kind, data, final, created_at FROM andon_events"
     " WHERE task_id = %s AND seq > %s AND (%s OR kind <> 'progress') ORDER BY seq"
@@ -272,6 +278,10 @@ class PostgresStore(Store):
     async def get_task(self, task_id: str) -> TaskRecord | None:
         row = await self._fetchone(GET, (task_id,))
         return _record(row) if row else None
+
+    async def task_and_messages(self, task_id: str) -> tuple[TaskRecord | None, list[Any]]:
+        row = await self._fetchone(GET_WITH_MESSAGES, (task_id,))
+        return (_record(row[:-1]), row[-1]) if row else (None, [])
 
     async def list_tasks(
         self,
