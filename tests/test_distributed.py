@@ -530,6 +530,44 @@ async def test_a_worker_takes_jobs_and_their_leases_in_one_transaction(postgres_
         await queue.stop()
 
 
+async def test_a_lease_names_the_epoch_of_its_claim_and_a_cancel_finds_its_job(
+    postgres_url: str,
+) -> None:
+    # The worker writes nothing between its claim and the attempt: the lease taken with
+    # the job already names the epoch the claim gives, so a cancel of the running
+    # attempt aborts the job at once.
+    store = PostgresStore(postgres_url)
+    await store.open()
+    queue = QueueDispatcher(postgres_url, store)
+    await queue.start()
+    try:
+        task = await store.create_task(
+            NewTask(id=new_id(), context_id=new_id(), owner="alice"),
+            user_text("work", task_id="t", context_id="c").dump(),
+        )
+        await queue.dispatch(task.id, "")
+        worker_id = await queue.app.job_manager.register_worker()
+        [taken] = await queue.leases.take(queue.settings.queue, worker_id, 1)
+        assert taken.task_id == task.id and taken.leased
+        claimed = await store.transition(
+            task.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True
+        )
+        assert claimed is not None and claimed.epoch == task.epoch + 1
+        canceling = await store.transition(task.id, sources=[S.WORKING], target=S.CANCELING)
+        assert canceling is not None
+        await queue.cancel(canceling)
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            cursor = await conn.execute(
+                "SELECT l.epoch, j.abort_requested FROM andon_leases l"
+                " JOIN procrastinate_jobs j ON j.id = l.job_id WHERE l.task_id = %s",
+                (task.id,),
+            )
+            assert await cursor.fetchone() == (claimed.epoch, True)
+    finally:
+        await queue.stop()
+        await store.close()
+
+
 async def test_the_tasks_queued_in_one_turn_go_in_one_statement(postgres_url: str) -> None:
     store = PostgresStore(postgres_url)
     queue = QueueDispatcher(postgres_url, store)

@@ -1,7 +1,8 @@
 """Leases: one worker's right to run one task, kept alive by that worker's heartbeats.
 
 A row of `andon_leases` says: worker W runs (or is about to run) task T, dispatched as
-the procrastinate job J and, once claimed, at epoch E; unless W renews it, the lease
+the procrastinate job J, at epoch E (the one its claim gives: only the lease's holder
+claims the task, so it is known when the job is taken); unless W renews it, the lease
 runs out at X (the database's clock, so machines' clocks never disagree about it). The
 primary key makes the right exclusive: a worker claims a task only after inserting its
 lease. The lease also names the job of the attempt, which a cancel aborts.
@@ -23,7 +24,10 @@ Forget = Callable[[str], Awaitable[None]]
 
 # Up to `count` jobs (one call of procrastinate's function per row of the series: each
 # sees the jobs the earlier ones took), each with its task's lease; a conflict means
-# another worker holds the task (the job is a duplicate).
+# another worker holds the task (the job is a duplicate). The lease names the epoch the
+# claim will give, so that a cancel of the attempt finds its job from the claim on. A
+# task this statement's snapshot does not hold yet (procrastinate's function sees jobs
+# committed since) was created after it began, so it has never been claimed: epoch 0.
 TAKE: Final = """
 WITH fetched AS (
     SELECT procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s) AS job
@@ -31,8 +35,9 @@ WITH fetched AS (
 ), taken AS (
     SELECT (job).id, (job).args FROM fetched WHERE (job).id IS NOT NULL
 ), leased AS (
-    INSERT INTO andon_leases (task_id, job_id, worker, expires_at)
-    SELECT args ->> 'task_id', id, %(worker)s, now() + make_interval(secs => %(duration)s)
+    INSERT INTO andon_leases (task_id, job_id, worker, expires_at, epoch)
+    SELECT args ->> 'task_id', id, %(worker)s, now() + make_interval(secs => %(duration)s),
+        coalesce((SELECT t.epoch FROM andon_tasks t WHERE t.id = args ->> 'task_id'), 0) + 1
     FROM taken
     ON CONFLICT (task_id) DO NOTHING
     RETURNING job_id
@@ -54,7 +59,6 @@ WITH released AS (
 SELECT procrastinate_retry_job_v2(%(job_id)s, now(), NULL, NULL, NULL)
 """
 DROP: Final = "SELECT procrastinate_finish_job_v1(%(job_id)s, 'succeeded', true)"
-CLAIMED: Final = "UPDATE andon_leases SET epoch = %s WHERE task_id = %s AND worker = %s"
 RENEW: Final = """
 UPDATE andon_leases SET expires_at = now() + make_interval(secs => %s)
 WHERE worker = %s AND task_id = ANY(%s)
@@ -129,10 +133,6 @@ class Leases:
 
         return await retrying(self.pool, op, NEVER_RAN)
 
-    async def claimed(self, task_id: str, epoch: int) -> None:
-        """The attempt's epoch: from now on, cancels for it are written here."""
-        await self._execute(CLAIMED, (epoch, task_id, self.worker))
-
     async def release(self, task_id: str, job_id: int) -> None:
         """Done with the task: the lease and the job go."""
         await self._execute(RELEASE, {"task_id": task_id, "job_id": job_id, "worker": self.worker})
@@ -158,8 +158,8 @@ class Leases:
 
     async def abort(self, task_id: str, epoch: int) -> None:
         """Abort the job of the attempt `epoch` of the task (procrastinate tells its worker
-        by NOTIFY), once its worker has claimed it; before that, the worker reads the
-        task's state after registering the attempt. Aborting twice is aborting once."""
+        by NOTIFY). A worker told before it has registered the attempt reads the task's
+        state once it has. Aborting twice is aborting once."""
         await self._execute(ABORT, (task_id, epoch))
 
     async def holder(self, task_id: str) -> str | None:

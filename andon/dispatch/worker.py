@@ -34,7 +34,7 @@ from andon.dispatch.base import set_within
 from andon.dispatch.leases import Leases, Taken
 from andon.protocol.types import ACTIVE_STATES, Message, TaskState
 from andon.runtime.supervisor import Supervisor
-from andon.store.base import Store, TaskRecord
+from andon.store.base import Store
 from andon.store.pg_events import Listener
 from andon.store.pg_retry import Conn, tries
 
@@ -226,7 +226,7 @@ class QueueWorker:
             self._waiting.discard(asyncio.current_task())
             let_go = self._done_with
             try:
-                await self.supervisor.run(task_id, on_claimed=self._claimed)
+                await self.supervisor.run(task_id)
             except Exception:
                 # The task may be claimed and never ended (the database failed us): keep
                 # its lease, unrenewed, so that it lapses and a reaper ends the task.
@@ -243,9 +243,6 @@ class QueueWorker:
                     log.warning(
                         "could not let go of job %d (task %s): %s", job.job_id, task_id, exc
                     )
-
-    async def _claimed(self, record: TaskRecord) -> None:
-        await self.leases.claimed(record.id, record.epoch)
 
     async def _requeue(self, job: Taken) -> None:
         await self.leases.requeue(job.task_id, job.job_id)

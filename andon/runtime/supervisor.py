@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from andon.protocol.stops import KILL_GRACE, KILLED, STOP_MS, SURVIVORS, describe_stop
@@ -43,8 +42,6 @@ from andon.telemetry import tracing
 from andon.telemetry.observe import NO_OBSERVER, Observer
 
 log = logging.getLogger("andon.runtime")
-
-OnClaimed = Callable[[TaskRecord], Coroutine[Any, Any, None]]
 
 
 class Supervisor:
@@ -108,21 +105,14 @@ class Supervisor:
 
     # -- running an attempt -------------------------------------------------------------
 
-    async def run(self, task_id: str, on_claimed: OnClaimed | None = None) -> None:
+    async def run(self, task_id: str) -> None:
         """Claim the task and run one attempt to its end. A task that is no longer
-        `submitted` (cancelled before it started) is never run.
-
-        `on_claimed` runs between the claim and the registration of the attempt: a
-        dispatcher records there where cancels for this epoch must be sent, so that a
-        cancel either finds that record or is read back just below.
-        """
+        `submitted` (cancelled before it started) is never run."""
         record = await self.store.transition(
             task_id, sources=[TaskState.SUBMITTED], target=TaskState.WORKING, claim=True
         )
         if record is None:
             return
-        if on_claimed is not None:
-            await on_claimed(record)
         with tracing.attempt_span(record.id, record.context_id, record.epoch, record.metadata):
             await self._run_attempt(record)
 
