@@ -122,17 +122,22 @@ class Supervisor:
         attempt = Attempt(record, self.settings, cell, self.lifeline)
         self._attempts[record.id] = attempt
         try:
-            # A cancel that set `canceling` between the claim and the registration above
-            # found no attempt to signal: the record read back now holds it, so it is
-            # never lost. The same read brings the conversation the agent is given.
-            current, messages = await self.store.task_and_messages(record.id)
-            _agree(attempt, current)
-            history = [Message.model_validate(data) for data in messages]
-            ctx = TaskContext(attempt, store=self.store, message=history[-1], history=history)
-            await self._execute(attempt, ctx)
+            await self._execute(attempt, await self._context(attempt))
         finally:
             del self._attempts[record.id]
             attempt.scope.close()
+
+    async def _context(self, attempt: Attempt) -> TaskContext:
+        """The agent's context, from the task read back once its attempt is registered:
+        a cancel that set `canceling` between the claim and the registration found no
+        attempt to signal, and the record read now holds it, so it is never lost. The
+        same read brings the conversation. (What it reads is not kept for the attempt's
+        whole run: with 10,000 tasks running, that was 12 MiB more and slower
+        collections.)"""
+        current, messages = await self.store.task_and_messages(attempt.task_id)
+        _agree(attempt, current)
+        history = [Message.model_validate(data) for data in messages]
+        return TaskContext(attempt, store=self.store, message=history[-1], history=history)
 
     async def _execute(self, attempt: Attempt, ctx: TaskContext) -> None:
         attempt.start(self._call_agent(attempt, ctx))
