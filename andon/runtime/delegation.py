@@ -5,7 +5,8 @@ The remote task is one of the things an attempt owns (as its process groups are)
 
 - it is created with a non-blocking send, and its id is stored on the parent's record
   (`andon.children`) before anything else is awaited, so whoever ends the parent later
-  (a cancel, or the process that finds its worker lost) can reach it;
+  (a cancel, or the process that finds its worker lost: runtime/orphans.py) can reach
+  it;
 - its events are read by a stream this module owns, opened with the disconnect policy
   `cancel`: an andon child is cancelled by its own server when the parent's process
   dies and the connection closes;
