@@ -359,3 +359,31 @@ def test_a_server_loads_httpx_at_its_agents_first_request_and_never_the_client(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_server_loads_prometheus_client_at_its_first_scrape_and_counts_from_its_start(
+    tmp_path: Path,
+) -> None:
+    # prometheus-client imports an HTTP server, an HTTP client and more for its own
+    # exposition: a process nobody scrapes holds none of it, and loses no count for it.
+    agent = Path(__file__).parent / "agents" / "footprint.py"
+    proc, url = start(tmp_path, str(agent))
+    try:
+        before = send(url, "modules")
+        wait_for(lambda: state_of(url, before) == "TASK_STATE_COMPLETED")
+        tops = {name.split(".")[0] for name in artifact_text(url, before).split()}
+        assert "prometheus_client" not in tops
+
+        scrape = httpx.get(f"{url}/metrics", timeout=10)
+        assert scrape.status_code == 200
+        assert scrape.headers["content-type"].startswith("text/plain")
+        lines = scrape.text.splitlines()
+        assert "andon_tasks_created_total 1.0" in lines
+        assert 'andon_tasks_ended_total{reason="none",state="completed"} 1.0' in lines
+
+        after = send(url, "modules")
+        wait_for(lambda: state_of(url, after) == "TASK_STATE_COMPLETED")
+        assert "prometheus_client" in artifact_text(url, after).split()
+    finally:
+        proc.terminate()
+        proc.wait(20)

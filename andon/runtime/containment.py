@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -132,6 +131,8 @@ def detect(wanted: str = "auto") -> Containment:
 
 def set_subreaper(on: bool) -> None:
     """Make this process (or stop it being) the one its orphaned descendants re-parent to."""
+    import ctypes  # here: a process contained by cgroups never needs it
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         log.warning("could not set the child subreaper flag (errno %d)", ctypes.get_errno())

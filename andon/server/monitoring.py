@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -34,7 +33,8 @@ def monitoring_routes(service: TaskService, subscribers: Subscribers) -> list[Ba
             await metrics.refresh(service.store)
         except Exception:  # the other metrics still tell what is wrong
             log.exception("could not read task counts for /metrics")
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     async def healthz(request: Request) -> Response:
         return json_response({"status": "ok"})
