@@ -568,6 +568,53 @@ async def test_a_lease_names_the_epoch_of_its_claim_and_a_cancel_finds_its_job(
         await store.close()
 
 
+async def test_a_release_lost_after_the_completion_is_tidied_by_a_reaper(
+    postgres_url: str,
+) -> None:
+    # Letting go of a finished task's job does not wait for the disk: should a crash of
+    # the database lose it, the lease lapses with the job still `doing`, and a reaper
+    # finishes the job without touching the task's one ending.
+    store = PostgresStore(postgres_url)
+    await store.open()
+    queue = QueueDispatcher(postgres_url, store)
+    await queue.start()
+    try:
+        task = await store.create_task(
+            NewTask(id=new_id(), context_id=new_id(), owner="alice"),
+            user_text("work", task_id="t", context_id="c").dump(),
+        )
+        await queue.dispatch(task.id, "")
+        worker_id = await queue.app.job_manager.register_worker()
+        [taken] = await queue.leases.take(queue.settings.queue, worker_id, 1)
+        claimed = await store.transition(
+            task.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True
+        )
+        assert claimed is not None
+        done = await store.transition(
+            task.id, sources=[S.WORKING], target=S.COMPLETED, epoch=claimed.epoch
+        )
+        assert done is not None
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+            await conn.execute(
+                "UPDATE andon_leases SET expires_at = now() - interval '1 second'"
+                " WHERE task_id = %s",
+                (task.id,),
+            )
+            assert await queue.reaper.sweep() == []
+            leases = await conn.execute("SELECT 1 FROM andon_leases WHERE task_id = %s", (task.id,))
+            assert await leases.fetchone() is None
+            jobs = await conn.execute(
+                "SELECT status FROM procrastinate_jobs WHERE id = %s", (taken.job_id,)
+            )
+            assert await jobs.fetchone() is None
+        record = await store.get_task(task.id)
+        assert record is not None and record.state is S.COMPLETED
+        assert len(await stored_finals(store, task.id)) == 1
+    finally:
+        await queue.stop()
+        await store.close()
+
+
 async def test_the_tasks_queued_in_one_turn_go_in_one_statement(postgres_url: str) -> None:
     store = PostgresStore(postgres_url)
     queue = QueueDispatcher(postgres_url, store)

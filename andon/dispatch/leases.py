@@ -45,12 +45,16 @@ WITH fetched AS (
 SELECT id, args, id IN (SELECT job_id FROM leased) FROM taken ORDER BY id
 """
 # Letting go: the lease (if this worker holds it) and the job, in one transaction, so a
-# worker taking a requeued job never finds the lease still there.
+# worker taking a requeued job never finds the lease still there. A release does not
+# wait for the disk: the task's ending, which did wait, was committed before it, and a
+# release a crash of the database loses leaves a lease that lapses, whose job a reaper
+# then finishes.
 RELEASE: Final = """
 WITH released AS (
     DELETE FROM andon_leases WHERE task_id = %(task_id)s AND worker = %(worker)s
 )
-SELECT procrastinate_finish_job_v1(%(job_id)s, 'succeeded', true)
+SELECT procrastinate_finish_job_v1(%(job_id)s, 'succeeded', true),
+    set_config('synchronous_commit', 'off', true) AS without_waiting_for_the_disk
 """
 REQUEUE: Final = """
 WITH released AS (
