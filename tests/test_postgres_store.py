@@ -16,7 +16,7 @@ from andon.cli import app
 from andon.node.database import QUEUE_SCHEMA, upgrade
 from andon.protocol.types import TaskState, new_id
 from andon.store import open_store, pg_events, pg_schema
-from andon.store.base import Event, NewTask
+from andon.store.base import Event, NewTask, TaskRecord
 from andon.store.postgres import PostgresStore
 from tests.helpers import eventually, user_text
 
@@ -219,6 +219,36 @@ async def test_writes_asked_for_in_one_turn_share_one_commit(postgres_url: str) 
         assert [r.id for r in (results[0], results[2])] == [first, second]  # type: ignore[union-attr]
         assert await store.get_task(first) is not None
         assert await store.get_task(second) is not None
+
+
+async def test_a_statement_the_driver_refuses_fails_alone_in_its_turn(postgres_url: str) -> None:
+    # Text a client sent can hold a NUL, which PostgreSQL cannot store: psycopg refuses
+    # it before sending. The reads and writes asked for beside it, in the same turn
+    # (other clients' requests), are answered all the same.
+    async with opened(postgres_url) as store:
+        task_id, _ = await working_task(store)
+        reads = await asyncio.gather(
+            store.get_task(task_id),
+            store.get_task("a\x00b"),
+            store.get_task(new_id()),
+            store.task_and_messages(task_id),
+            return_exceptions=True,
+        )
+        assert isinstance(reads[0], TaskRecord) and reads[0].id == task_id
+        assert isinstance(reads[1], psycopg.DataError)
+        assert reads[2] is None
+        assert isinstance(reads[3], tuple) and reads[3][0] == reads[0]
+        assert [m["parts"] for m in reads[3][1]] == [[{"text": "hi"}]]
+
+        fine = new_id()
+        writes = await asyncio.gather(
+            store.create_task(NewTask(id=new_id(), context_id="a\x00b", owner="o"), {}),
+            store.create_task(NewTask(id=fine, context_id="c", owner="o"), {}),
+            return_exceptions=True,
+        )
+        assert isinstance(writes[0], psycopg.DataError)
+        assert isinstance(writes[1], TaskRecord) and writes[1].id == fine
+        assert await store.get_task(fine) is not None
 
 
 async def test_statements_survive_pooled_connections_closed_by_the_server(

@@ -153,6 +153,7 @@ class QueueDispatcher(Dispatcher):
     async def stop(self, timeout: float = 30.0) -> None:
         if self.worker is not None:
             await self.worker.stop(timeout)
+        await self.leases.close()
         if self._reaping is not None:
             self._reaping.cancel()
             with contextlib.suppress(asyncio.CancelledError):

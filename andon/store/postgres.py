@@ -4,7 +4,8 @@ Every operation is one statement on a pooled connection: the compare-and-set, it
 status event and its notification are written by a single UPDATE ... INSERT ...
 statement (data-modifying CTEs). Writes asked for in the same turn of the event loop
 share one transaction and one round trip (group commit, andon/store/pg_batch.py); a
-write returns once committed. Statements are prepared on first use on each connection.
+write returns once committed. Point reads asked for in one turn share a round trip
+too. Statements are prepared on first use on each connection.
 Row locks on the task give each task's log its order: a write to a task waits for the
 previous one to commit, so sequence numbers have neither gaps nor duplicates across any
 number of processes.
@@ -171,10 +172,16 @@ class PostgresStore(Store):
             url, self._on_notify, self._on_reconnect, f"andon-listener {self.origin}"
         )
         self._batcher = pg_events.NotifyBatcher(notify_window, self._announce)
-        self._group = pg_batch.GroupCommit(
+        self._writes = pg_batch.Batcher(
             lambda op: pg_retry.retrying(self._pool, op, pg_retry.NEVER_RAN),
             lambda: self.observer.store_committed(),
             lambda: self.observer.store_failed(),
+        )
+        # Point reads asked for in one turn go in one round trip too (a worker reads
+        # every task it claims in a batch of jobs right after claiming them).
+        self._reads = pg_batch.Batcher(
+            lambda op: pg_retry.retrying(self._pool, op, psycopg.OperationalError),
+            failed=lambda: self.observer.store_failed(),
         )
         self._checks: set[asyncio.Task[None]] = set()
         self.push = PostgresPushStore(self)
@@ -193,7 +200,8 @@ class PostgresStore(Store):
         await self._listener.stop()
         try:
             await self._batcher.close()
-            await self._group.close()
+            await self._writes.close()
+            await self._reads.close()
         finally:
             for check in list(self._checks):
                 check.cancel()
@@ -236,10 +244,7 @@ class PostgresStore(Store):
             raise
 
     async def _fetchone(self, query: LiteralString, params: Any) -> Any:
-        async def run(conn: Conn) -> Any:
-            return await (await conn.execute(query, params)).fetchone()
-
-        return await self._read(run)
+        return await self._reads.fetchone(query, params, durable=False)
 
     async def _fetchall(self, query: LiteralString, params: Any) -> list[Any]:
         async def run(conn: Conn) -> list[Any]:
@@ -251,7 +256,7 @@ class PostgresStore(Store):
 
     async def create_task(self, task: NewTask, message: dict[str, Any]) -> TaskRecord:
         now = time.time()
-        row = await self._group.fetchone(
+        row = await self._writes.fetchone(
             CREATE,
             {
                 "id": task.id,
@@ -329,7 +334,7 @@ class PostgresStore(Store):
         now = time.time()
         data = status_event_data(target, message, None, now, metadata=metadata)
         data.pop("priorState", None)  # both come from the row (see TRANSITION)
-        row = await self._group.fetchone(
+        row = await self._writes.fetchone(
             TRANSITION,
             {
                 "id": task_id,
@@ -360,7 +365,7 @@ class PostgresStore(Store):
     ) -> Event | None:
         now = time.time()
         notify = self._batcher.notify_now(task_id)
-        row = await self._group.fetchone(
+        row = await self._writes.fetchone(
             APPEND_NOTIFY if notify else APPEND,
             {
                 "id": task_id,
@@ -381,7 +386,7 @@ class PostgresStore(Store):
         return Event(task_id, row[0], kind, data, False, now)
 
     async def record_child(self, task_id: str, epoch: int, child: dict[str, Any]) -> bool:
-        row = await self._group.fetchone(
+        row = await self._writes.fetchone(
             RECORD_CHILD,
             {"id": task_id, "epoch": epoch, "child": json.dumps(child)},
             durable=True,
