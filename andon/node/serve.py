@@ -195,6 +195,9 @@ def serve(options: ServeOptions) -> None:
             lifespan="on",
             http=with_header_timeout(options.header_timeout),
             ws="none",  # A2A has no WebSocket binding: nothing is imported to speak it
+            # andon never reads a client's address or scheme, which X-Forwarded-* would
+            # rewrite: no middleware looks for them in every request.
+            proxy_headers=False,
             limit_concurrency=options.max_connections,
         )
         server = _Server(config)
