@@ -25,11 +25,12 @@ import pytest
 from andon.client import AndonClient
 from andon.client.api import StreamEvent
 from andon.client.errors import TaskNotCancelable
+from andon.dispatch.leases import Taken
 from andon.dispatch.queue import QueueDispatcher
 from andon.node.database import upgrade
 from andon.protocol.types import Task, TaskState, TaskStatusUpdateEvent, new_id
 from andon.runtime.keeper import live_members
-from andon.store.base import Event, NewTask
+from andon.store.base import Event, NewTask, TaskRecord
 from andon.store.postgres import PostgresStore
 from tests.cluster import Cluster, Relay, free_port
 from tests.conftest import new_schema
@@ -530,12 +531,12 @@ async def test_a_worker_takes_jobs_and_their_leases_in_one_transaction(postgres_
         await queue.stop()
 
 
-async def test_a_lease_names_the_epoch_of_its_claim_and_a_cancel_finds_its_job(
+@asynccontextmanager
+async def a_taken_job(
     postgres_url: str,
-) -> None:
-    # The worker writes nothing between its claim and the attempt: the lease taken with
-    # the job already names the epoch the claim gives, so a cancel of the running
-    # attempt aborts the job at once.
+) -> AsyncIterator[tuple[PostgresStore, QueueDispatcher, TaskRecord, Taken]]:
+    """A store and a queue on the database, and a new task whose job a worker (the test
+    itself) has taken with the task's lease."""
     store = PostgresStore(postgres_url)
     await store.open()
     queue = QueueDispatcher(postgres_url, store)
@@ -549,6 +550,19 @@ async def test_a_lease_names_the_epoch_of_its_claim_and_a_cancel_finds_its_job(
         worker_id = await queue.app.job_manager.register_worker()
         [taken] = await queue.leases.take(queue.settings.queue, worker_id, 1)
         assert taken.task_id == task.id and taken.leased
+        yield store, queue, task, taken
+    finally:
+        await queue.stop()
+        await store.close()
+
+
+async def test_a_lease_names_the_epoch_of_its_claim_and_a_cancel_finds_its_job(
+    postgres_url: str,
+) -> None:
+    # The worker writes nothing between its claim and the attempt: the lease taken with
+    # the job already names the epoch the claim gives, so a cancel of the running
+    # attempt aborts the job at once.
+    async with a_taken_job(postgres_url) as (store, queue, task, _):
         claimed = await store.transition(
             task.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True
         )
@@ -563,9 +577,6 @@ async def test_a_lease_names_the_epoch_of_its_claim_and_a_cancel_finds_its_job(
                 (task.id,),
             )
             assert await cursor.fetchone() == (claimed.epoch, True)
-    finally:
-        await queue.stop()
-        await store.close()
 
 
 async def test_a_release_lost_after_the_completion_is_tidied_by_a_reaper(
@@ -574,18 +585,7 @@ async def test_a_release_lost_after_the_completion_is_tidied_by_a_reaper(
     # Letting go of a finished task's job does not wait for the disk: should a crash of
     # the database lose it, the lease lapses with the job still `doing`, and a reaper
     # finishes the job without touching the task's one ending.
-    store = PostgresStore(postgres_url)
-    await store.open()
-    queue = QueueDispatcher(postgres_url, store)
-    await queue.start()
-    try:
-        task = await store.create_task(
-            NewTask(id=new_id(), context_id=new_id(), owner="alice"),
-            user_text("work", task_id="t", context_id="c").dump(),
-        )
-        await queue.dispatch(task.id, "")
-        worker_id = await queue.app.job_manager.register_worker()
-        [taken] = await queue.leases.take(queue.settings.queue, worker_id, 1)
+    async with a_taken_job(postgres_url) as (store, queue, task, taken):
         claimed = await store.transition(
             task.id, sources=[S.SUBMITTED], target=S.WORKING, claim=True
         )
@@ -610,9 +610,6 @@ async def test_a_release_lost_after_the_completion_is_tidied_by_a_reaper(
         record = await store.get_task(task.id)
         assert record is not None and record.state is S.COMPLETED
         assert len(await stored_finals(store, task.id)) == 1
-    finally:
-        await queue.stop()
-        await store.close()
 
 
 async def test_the_tasks_queued_in_one_turn_go_in_one_statement(postgres_url: str) -> None:

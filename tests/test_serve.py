@@ -333,6 +333,13 @@ def artifact_text(url: str, task_id: str) -> str:
     return "".join(part["text"] for a in task["artifacts"] for part in a["parts"])
 
 
+def loaded_modules(url: str) -> set[str]:
+    """The modules of the server's process, as the footprint agent reports them."""
+    task_id = send(url, "modules")
+    wait_for(lambda: state_of(url, task_id) == "TASK_STATE_COMPLETED")
+    return set(artifact_text(url, task_id).split())
+
+
 def test_a_server_loads_httpx_at_its_agents_first_request_and_never_the_client(
     tmp_path: Path,
 ) -> None:
@@ -342,9 +349,7 @@ def test_a_server_loads_httpx_at_its_agents_first_request_and_never_the_client(
     agent = Path(__file__).parent / "agents" / "footprint.py"
     proc, url = start(tmp_path, str(agent))
     try:
-        before = send(url, "modules")
-        wait_for(lambda: state_of(url, before) == "TASK_STATE_COMPLETED")
-        loaded = set(artifact_text(url, before).split())
+        loaded = loaded_modules(url)
         assert {"andon.node.serve", "uvicorn", "pydantic"} <= loaded
         assert "andon.client" not in loaded
         tops = {name.split(".")[0] for name in loaded}
@@ -353,9 +358,7 @@ def test_a_server_loads_httpx_at_its_agents_first_request_and_never_the_client(
         fetch = send(url, f"fetch {url}/.well-known/agent-card.json")
         wait_for(lambda: state_of(url, fetch) == "TASK_STATE_COMPLETED")
         assert artifact_text(url, fetch) == "200"
-        after = send(url, "modules")
-        wait_for(lambda: state_of(url, after) == "TASK_STATE_COMPLETED")
-        assert "httpx" in artifact_text(url, after).split()
+        assert "httpx" in loaded_modules(url)
     finally:
         proc.terminate()
         proc.wait(20)
@@ -369,10 +372,7 @@ def test_a_server_loads_prometheus_client_at_its_first_scrape_and_counts_from_it
     agent = Path(__file__).parent / "agents" / "footprint.py"
     proc, url = start(tmp_path, str(agent))
     try:
-        before = send(url, "modules")
-        wait_for(lambda: state_of(url, before) == "TASK_STATE_COMPLETED")
-        tops = {name.split(".")[0] for name in artifact_text(url, before).split()}
-        assert "prometheus_client" not in tops
+        assert "prometheus_client" not in {name.split(".")[0] for name in loaded_modules(url)}
 
         scrape = httpx.get(f"{url}/metrics", timeout=10)
         assert scrape.status_code == 200
@@ -381,9 +381,7 @@ def test_a_server_loads_prometheus_client_at_its_first_scrape_and_counts_from_it
         assert "andon_tasks_created_total 1.0" in lines
         assert 'andon_tasks_ended_total{reason="none",state="completed"} 1.0' in lines
 
-        after = send(url, "modules")
-        wait_for(lambda: state_of(url, after) == "TASK_STATE_COMPLETED")
-        assert "prometheus_client" in artifact_text(url, after).split()
+        assert "prometheus_client" in loaded_modules(url)
     finally:
         proc.terminate()
         proc.wait(20)
