@@ -21,6 +21,7 @@ import pytest
 
 from andon.protocol.types import TaskState, new_id
 from andon.store import pg_schema
+from andon.store import sqlite as sqlite_store
 from andon.store.base import (
     CHILDREN,
     HANDOVER_LIMIT,
@@ -925,6 +926,62 @@ async def test_sqlite_writes_of_one_loop_turn_share_one_commit(tmp_path: Path) -
         later = await create(store)
         page = await store.list_tasks()
         assert [t.id for t in page.tasks] == [later.id, record.id]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_writes_turn_after_turn_share_one_commit_ended_by_a_quiet_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task's steps a turn apart (created, claimed, its output, its end) share one
+    transaction; the first turn that writes nothing commits it."""
+    monkeypatch.setattr(sqlite_store, "TURN_BUDGET", 60.0)  # a slow machine's turns too
+    path = tmp_path / "quiet.sqlite"
+    store = SQLiteStore(path)
+    seen = Recorder()
+    store.observer = seen
+    await store.open()
+    try:
+        record = await create(store)
+        await asyncio.sleep(0)
+        working = await claim(store, record.id)
+        await asyncio.sleep(0)
+        await store.append(record.id, working.epoch, "artifact", {"chunk": "a"})
+        await asyncio.sleep(0)
+        await move(store, record.id, S.WORKING, S.COMPLETED)
+        await asyncio.sleep(0)
+        assert committed_rows(path, record.id) == (0, 0)  # written every turn: still open
+        turns = 0
+        while committed_rows(path, record.id) == (0, 0) and turns < 10:
+            await asyncio.sleep(0)  # turns that write nothing
+            turns += 1
+        assert committed_rows(path, record.id) == (1, 5)
+        assert turns <= 2
+        assert seen.commits == 1
+    finally:
+        await store.close()
+
+
+async def test_sqlite_writes_every_turn_are_committed_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that writes in every turn does not keep its writes from other processes
+    longer than TURN_BUDGET."""
+    monkeypatch.setattr(sqlite_store, "TURN_BUDGET", 0.02)
+    path = tmp_path / "busy.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        record = await in_state(store, S.WORKING)
+        await store.committed()
+        committed_then = committed_rows(path, record.id)[1]
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 10
+        while committed_rows(path, record.id)[1] == committed_then and loop.time() < end:
+            await store.append(record.id, record.epoch, "progress", {})
+            await asyncio.sleep(0)
+        assert committed_rows(path, record.id)[1] > committed_then  # while still writing
+        assert loop.time() < end
     finally:
         await store.close()
 

@@ -8,12 +8,15 @@ since nothing awaits inside. What can grow — listing, reading a long log, reco
 scans — runs on a reader thread with its own connection; so do WAL checkpoints, the one
 step that syncs to disk, which the loop's connection never runs itself.
 
-Group commit: the writes of one turn of the event loop share one transaction, committed
-by a callback queued behind that turn (each write is a savepoint in it, so a write that
-fails undoes only itself). Reads on the loop's connection see the turn's writes at once,
-as before; what leaves the process waits for the commit (`committed`: a stream's events,
-every answer of the server), so a process that dies before it loses the writes of that
-one turn, which nobody outside was shown (README, "Durability").
+Group commit: writes share one transaction until a turn of the event loop goes by
+without one, or the transaction is TURN_BUDGET (1 ms) old; a callback queued behind each
+turn that wrote checks which (each write is a savepoint in it, so a write that fails
+undoes only itself). A task that is created, runs and ends a turn apart from step to
+step (an `echo`) so costs one commit, not four. Reads on the loop's connection see the
+open transaction's writes at once; what leaves the process waits for the commit
+(`committed`: a stream's events, every answer of the server), so a process that dies
+before it loses the writes of those turns, which nobody outside was shown (README,
+"Durability").
 """
 
 from __future__ import annotations
@@ -176,6 +179,8 @@ def _record(row: tuple[Any, ...]) -> TaskRecord:
 LONG_LOG = 256
 """Reading more events than this goes to the reader thread."""
 CHECKPOINT_EVERY = 1.0
+TURN_BUDGET = 0.001
+"""Seconds a transaction stays open while every turn of the loop writes to it."""
 
 _writing: dict[str, SQLiteStore] = {}
 """File -> the store of this process whose turn transaction holds its write lock. A
@@ -194,11 +199,15 @@ class SQLiteStore(Store):
         self._checkpoints: asyncio.Task[None] | None = None
         self.push = SQLitePushStore(self)
         self._turn: asyncio.Future[None] | None = None
-        """Set while this turn's transaction is open; done once it is committed."""
+        """Set while a transaction is open; done once it is committed."""
+        self._writes = 0
+        """Writes made by this store: the commit callback compares it turn by turn."""
+        self._writes_seen = 0
+        self._began = 0.0
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A write, on the loop's thread, in this turn's transaction (see the module's
-        docstring). The caller gets its result at once; the commit follows the turn."""
+        """A write, on the loop's thread, in the open transaction (see the module's
+        docstring). The caller gets its result at once; the commit follows."""
         db = self._db
         if db is None:
             raise RuntimeError("store is not open")
@@ -208,8 +217,11 @@ class SQLiteStore(Store):
                 holder._commit()
             db.execute("BEGIN IMMEDIATE")
             _writing[self._file] = self
-            self._turn = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._commit)
+            loop = asyncio.get_running_loop()
+            self._turn = turn = loop.create_future()
+            self._writes_seen, self._began = self._writes, loop.time()
+            loop.call_soon(self._commit_when_quiet, turn)
+        self._writes += 1
         db.execute("SAVEPOINT write")
         try:
             result = fn(db)
@@ -221,8 +233,21 @@ class SQLiteStore(Store):
         db.execute("RELEASE write")
         return result
 
+    def _commit_when_quiet(self, turn: asyncio.Future[None]) -> None:
+        """Commit after the first turn of the loop that wrote nothing, or once the
+        transaction is TURN_BUDGET old: the steps of a short task follow each other a
+        turn apart (created, claimed, its output, its end) and share one commit."""
+        if turn is not self._turn:
+            return  # committed already (closing, or another store on the file)
+        loop = asyncio.get_running_loop()
+        if self._writes != self._writes_seen and loop.time() - self._began < TURN_BUDGET:
+            self._writes_seen = self._writes
+            loop.call_soon(self._commit_when_quiet, turn)
+            return
+        self._commit()
+
     def _commit(self) -> None:
-        """End the turn's transaction."""
+        """End the open transaction."""
         turn, self._turn = self._turn, None
         if _writing.get(self._file) is self:
             del _writing[self._file]
