@@ -54,6 +54,8 @@ def client_options(*sources: dict[str, Any] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for source in sources:
         options.update(source or {})
+    if holds_nul(options):
+        raise InvalidParams(f"metadata must not hold a NUL character ({NUL_ESCAPE})")
     taken = sorted(SERVER_KEYS & options.keys())
     if taken:
         raise InvalidParams(f"{', '.join(taken)}: set by andon only, not by a client")
@@ -62,3 +64,20 @@ def client_options(*sources: dict[str, Any] | None) -> dict[str, Any]:
             raise InvalidParams(f"{key} must be a string")
     options.pop(CARRIER_KEY, None)
     return options
+
+
+NUL_ESCAPE = "\\u0000"
+
+
+def holds_nul(value: object) -> bool:
+    """Whether a string anywhere in JSON data (a key too) holds a NUL character. What
+    andon keys, filters or merges by (ids, metadata) never does: PostgreSQL's text and
+    jsonb cannot hold one, and a request must mean the same on either store. A
+    message's own content may (both stores keep it as JSON text)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from andon.dispatch.base import Dispatcher
-from andon.options import RETRY_OF, client_options
+from andon.options import NUL_ESCAPE, RETRY_OF, client_options, holds_nul
 from andon.protocol.errors import (
     InvalidParams,
     PushNotificationNotSupported,
@@ -224,6 +224,7 @@ class TaskService:
         self.settings.check_parts(len(message.parts))
         if message.role is not Role.USER:
             raise InvalidParams("message.role must be user")
+        _check_context_id(message.context_id)
         if push is not None:
             await self._check_push(push)
         if message.task_id:
@@ -390,6 +391,7 @@ class TaskService:
     ) -> TaskList:
         if not 1 <= page_size <= 100:
             raise InvalidParams("pageSize must be between 1 and 100")
+        _check_context_id(context_id)
         if states is not None and TaskState.WORKING in states:
             states = {*states, TaskState.CANCELING}  # a canceling task still shows working
         try:
@@ -573,6 +575,7 @@ class TaskService:
         Users reach only their own tasks; admins reach everyone's."""
         if ids is None and context_id is None and states is None:
             raise InvalidParams("give ids, contextId or states")
+        _check_context_id(context_id)
         if ids is None:
             wanted = set(states or UNFINISHED_STATES) & UNFINISHED_STATES
             if TaskState.WORKING in wanted:
@@ -612,7 +615,9 @@ class TaskService:
     ) -> PushNotificationConfig:
         self._pusher()
         await self._owned(task_id, principal)
-        found = await self.store.push.get_config(task_id, config_id)
+        found = (
+            None if holds_nul(config_id) else await self.store.push.get_config(task_id, config_id)
+        )
         if found is None:
             raise TaskNotFound(f"task {task_id} has no push notification config {config_id!r}")
         return configs.to_wire(found)
@@ -628,7 +633,8 @@ class TaskService:
         """Idempotent: deleting a config that is not there succeeds."""
         self._pusher()
         await self._owned(task_id, principal)
-        await self.store.push.delete_config(task_id, config_id)
+        if not holds_nul(config_id):  # no config has such an id
+            await self.store.push.delete_config(task_id, config_id)
 
     def _pusher(self) -> PushSender:
         if self.push is None:
@@ -636,6 +642,10 @@ class TaskService:
         return self.push
 
     async def _check_push(self, config: PushNotificationConfig) -> None:
+        if holds_nul(config.model_dump()):
+            raise InvalidParams(
+                f"a push notification config must not hold a NUL character ({NUL_ESCAPE})"
+            )
         try:
             await self._pusher().settings.policy.check(config.url)
         except RefusedURL as exc:
@@ -649,10 +659,18 @@ class TaskService:
     async def _owned(self, task_id: str, principal: Principal) -> TaskRecord:
         """The task, if this principal may see it; another's task is 'not found', so
         that its existence does not leak."""
-        record = await self.store.get_task(task_id) if task_id else None
+        # An id holding a NUL is no task's (andon's ids are hex), and PostgreSQL could
+        # not even be asked about it.
+        known = task_id and "\x00" not in task_id
+        record = await self.store.get_task(task_id) if known else None
         if record is None or (record.owner != principal.name and not principal.is_admin):
             raise TaskNotFound(f"task {task_id} not found")
         return record
+
+
+def _check_context_id(context_id: str | None) -> None:
+    if context_id is not None and "\x00" in context_id:
+        raise InvalidParams(f"contextId must not hold a NUL character ({NUL_ESCAPE})")
 
 
 _STATES = frozenset(state.value for state in TaskState)

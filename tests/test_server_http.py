@@ -297,6 +297,20 @@ async def test_andon_keys_a_client_may_not_set_are_invalid_params(
             assert_error(await peer.call("stream", params), -32602)
 
 
+async def test_a_nul_in_an_id_or_metadata_is_a_clear_error(peer: Peer, server: AndonServer) -> None:
+    """What PostgreSQL cannot store is refused in words by either store (it was an
+    internal error there), and a task id holding one is simply not found."""
+    task = await peer.send("echo x")
+    async with stores_nothing(server):
+        for fields in ({"contextId": "c\x00"}, {"metadata": {"note": "a\x00b"}}):
+            params = peer.dialect.send_params("echo x", **fields)
+            assert_error(await peer.call("send", params), -32602)
+            assert_error(await peer.call("stream", params), -32602)
+        nul = "%00" if peer.dialect.rest else "\x00"  # a NUL in a URL's path is escaped
+        for op in ("get", "cancel", "subscribe"):
+            assert_error(await peer.call(op, {"id": task["id"] + nul}), -32001)
+
+
 async def test_a_last_event_id_that_names_no_event_is_invalid_params(peer: Peer) -> None:
     task = await peer.send("echo x")
     for value in ("-1", str(2**63), "1e3"):

@@ -21,6 +21,7 @@ from andon.protocol.errors import (
     TaskNotFound,
     UnsupportedOperation,
 )
+from andon.protocol.params import PushNotificationConfig
 from andon.protocol.types import Task, TaskState
 from tests.conftest import FAST_RUNTIME, STORES, each_store
 from tests.helpers import USER, eventually, trace_lines, user_text, wait_state, wait_trace
@@ -212,6 +213,84 @@ async def test_a_client_trace_context_is_not_kept(service: TaskService) -> None:
     task_id = await start(service, "echo x", **{"andon.trace": {"traceparent": "forged"}})
     task = await finished(service, task_id)
     assert "andon.trace" not in (task.metadata or {})
+
+
+# -- NUL characters ----------------------------------------------------------------------
+
+NUL = "\x00"
+
+NUL_METADATA = [
+    {"note": f"a{NUL}b"},
+    {f"key{NUL}": "x"},
+    {"deep": [{"list": [1, f"{NUL}"]}]},
+]
+
+
+@pytest.mark.parametrize("metadata", NUL_METADATA)
+@pytest.mark.parametrize("where", ["message", "request"])
+async def test_a_nul_in_metadata_is_invalid_params_on_every_store(
+    service: TaskService, metadata: dict[str, Any], where: str
+) -> None:
+    """PostgreSQL cannot hold a NUL in the task's metadata: both stores refuse it alike,
+    in words, and store nothing."""
+    message = user_text("echo x", metadata=metadata if where == "message" else None)
+    with pytest.raises(InvalidParams, match="NUL"):
+        await service.submit(message, USER, metadata=metadata if where == "request" else None)
+    assert (await service.list(ROOT)).total_size == 0
+
+
+async def test_a_nul_in_a_context_id_is_invalid_params_on_every_store(
+    service: TaskService,
+) -> None:
+    with pytest.raises(InvalidParams, match="contextId"):
+        await start(service, "echo x", context_id=f"ctx{NUL}")
+    with pytest.raises(InvalidParams, match="contextId"):
+        await service.list(USER, context_id=f"ctx{NUL}")
+    with pytest.raises(InvalidParams, match="contextId"):
+        await service.cancel_many(USER, context_id=f"ctx{NUL}")
+    assert (await service.list(ROOT)).total_size == 0
+
+
+async def test_a_task_id_with_a_nul_is_not_found_on_every_store(service: TaskService) -> None:
+    task_id = f"{await start(service, 'echo x')}{NUL}"
+    with pytest.raises(TaskNotFound):
+        await service.get(task_id, USER)
+    with pytest.raises(TaskNotFound):
+        await service.cancel(task_id, USER)
+    with pytest.raises(TaskNotFound):
+        await service.retry(task_id, USER)
+    with pytest.raises(TaskNotFound):
+        await service.subscribe(task_id, USER)
+    with pytest.raises(TaskNotFound):
+        await service.submit(user_text("more", task_id=task_id), USER)
+    outcomes = await service.cancel_many(USER, ids=[task_id])
+    assert [o.error for o in outcomes] == [f"task {task_id} not found"]
+
+
+async def test_a_push_config_with_a_nul_is_refused_or_not_found_on_every_store(
+    service: TaskService,
+) -> None:
+    task_id = await start(service, "echo x")
+    config = PushNotificationConfig(url="https://a.example/hook", token=f"t{NUL}")
+    with pytest.raises(InvalidParams, match="NUL"):
+        await service.set_push_config(task_id, USER, config, "1.0")
+    with pytest.raises(InvalidParams, match="NUL"):
+        await service.submit(user_text("echo x"), USER, push=config)
+    with pytest.raises(TaskNotFound):
+        await service.get_push_config(task_id, USER, f"c{NUL}")
+    await service.delete_push_config(task_id, USER, f"c{NUL}")  # idempotent: nothing there
+    assert await service.list_push_configs(task_id, USER) == []
+    assert (await service.list(ROOT)).total_size == 1
+
+
+async def test_a_nul_in_message_text_is_stored_and_given_back_on_every_store(
+    service: TaskService,
+) -> None:
+    """A message's own content is kept as JSON text by both stores, which holds a NUL."""
+    task_id = await start(service, f"echo a{NUL}b")
+    task = await finished(service, task_id)
+    assert task.status.state is TaskState.COMPLETED
+    assert status_text(task) == f"a{NUL}b"
 
 
 # -- questions --------------------------------------------------------------------------
