@@ -29,7 +29,7 @@ from andon.server.app import ServerConfig, create_app
 from andon.service import TaskService
 from andon.store.base import NewTask
 from andon.store.sqlite import SQLiteStore
-from andon.telemetry.logs import JSONFormatter
+from andon.telemetry.logs import TEXT_FORMAT, JSONFormatter, TextFormatter
 from tests.conftest import FAST_RUNTIME
 from tests.helpers import eventually
 from tests.test_serve import HEADERS, send, start, state_of, wait_for
@@ -447,6 +447,17 @@ def _about(span: ReadableSpan, task_id: str) -> bool:
 
 
 # -- logs ------------------------------------------------------------------------------
+
+
+def test_the_text_format_writes_each_line_its_own_time() -> None:
+    """The text formatter writes the date and time once a second: each line still reads
+    exactly as logging's own formatter would write it, across seconds."""
+    ours, logging_own = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    for created in (1796667694.0, 1796667694.5, 1796667694.999, 1796667695.001, 1796667694.2):
+        record = logging.makeLogRecord({"name": "andon.tasks", "msg": "task.state x=1"})
+        record.created, record.msecs = created, (created % 1) * 1000
+        record.levelname = "INFO"
+        assert ours.format(record) == logging_own.format(record)
 
 
 def test_a_cancel_writes_one_json_line(tmp_path: Path) -> None:
