@@ -962,6 +962,33 @@ async def test_sqlite_writes_turn_after_turn_share_one_commit_ended_by_a_quiet_t
         await store.close()
 
 
+async def test_sqlite_an_answer_waiting_after_a_finished_step_commits_it_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes of an earlier turn, with none since: whoever waits for them to be committed
+    (an answer about to leave) commits them in its own turn, not one or two later."""
+    monkeypatch.setattr(sqlite_store, "TURN_BUDGET", 60.0)
+    path = tmp_path / "answer.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        record = await create(store)
+        await asyncio.sleep(0)  # the next turn: nothing written in it yet
+        turned: list[bool] = []
+        asyncio.get_running_loop().call_soon(turned.append, True)
+        await store.committed()
+        assert committed_rows(path, record.id) == (1, 2)
+        assert turned == []  # committed without waiting for a turn of the loop
+        # Written in this very turn: the wait is for the quiet-turn check.
+        working = await claim(store, record.id)
+        await store.committed()
+        assert turned == [True]
+        assert committed_rows(path, record.id) == (1, 3)
+        assert working.state is S.WORKING
+    finally:
+        await store.close()
+
+
 async def test_sqlite_writes_every_turn_are_committed_within_the_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

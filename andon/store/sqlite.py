@@ -14,9 +14,9 @@ turn that wrote checks which (each write is a savepoint in it, so a write that f
 undoes only itself). A task that is created, runs and ends a turn apart from step to
 step (an `echo`) so costs one commit, not four. Reads on the loop's connection see the
 open transaction's writes at once; what leaves the process waits for the commit
-(`committed`: a stream's events, every answer of the server), so a process that dies
-before it loses the writes of those turns, which nobody outside was shown (README,
-"Durability").
+(`committed`: a stream's events, every answer of the server; an answer asked for in a
+turn that has not written yet commits at once), so a process that dies before it loses
+the writes of those turns, which nobody outside was shown (README, "Durability").
 """
 
 from __future__ import annotations
@@ -268,8 +268,15 @@ class SQLiteStore(Store):
             turn.set_result(None)  # whatever happened, nobody waits for it forever
 
     async def committed(self) -> None:
-        if self._turn is not None:
-            await asyncio.shield(self._turn)
+        """Return once every write made so far is committed. With no write since the
+        last quiet-turn check, the writes are a finished step's: the waiting answer
+        commits them now rather than a turn or two later."""
+        if self._turn is None:
+            return
+        if self._writes == self._writes_seen:
+            self._commit()
+            return
+        await asyncio.shield(self._turn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read, on the loop's thread: it sees this turn's writes, committed or
