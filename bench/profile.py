@@ -8,9 +8,9 @@ versions of andon in one run, round by round): the server's idle RSS, then its C
 a raw keep-alive socket, and the round trip's median. CPU time is what other load on the
 machine disturbs least. Then one more server of this interpreter runs under cProfile for
 `--n` requests: the profile is summed by layer (uvicorn, Starlette, pydantic, andon's
-own modules, SQLite, asyncio, ...), with the SQL statements and commits per request
-and the costliest functions. The profiler slows everything about 2x; its shares, not
-its times, are the point.
+own modules, SQLite, asyncio, ...), with the SQL statements, commits and event-loop
+turns per request and the costliest functions. The profiler slows everything about 2x;
+its shares, not its times, are the point.
 
 The server is pinned to CPU 0 (taskset), the client to CPU 1.
 """
@@ -153,17 +153,22 @@ def report(stats: pstats.Stats, n: int, top: int) -> None:
     table = stats.stats  # type: ignore[attr-defined]
     total = sum(entry[2] for entry in table.values())
     layers: dict[str, float] = {}
-    statements = commits = 0
+    statements = commits = turns = 0
     for (filename, _line, name), (_cc, calls, tottime, _ct, _callers) in table.items():
         layer = layer_of(filename, name)
         layers[layer] = layers.get(layer, 0.0) + tottime
+        if filename.endswith("asyncio/base_events.py") and name == "_run_once":
+            turns += calls  # each turn of the event loop costs a poll and its callbacks
         if "sqlite3.Connection" in name and name.split("'")[1] in ("execute", "executemany"):
             statements += calls
         if filename.endswith("andon/store/sqlite.py") and name in ("_commit", "__exit__"):
             commits += calls  # group commit's, or (before it) each write's own
     runs = n
     print(f"\nProfile of {runs} echo requests (cProfile; shares of the profiled time)")
-    per = f"{statements / runs:.1f} SQL statements, {commits / runs:.2f} commits"
+    per = (
+        f"{statements / runs:.1f} SQL statements, {commits / runs:.2f} commits, "
+        f"{turns / runs:.1f} loop turns"
+    )
     print(f"per request: {per}")
     print("| layer | share | µs per request (profiled) |\n|---|---|---|")
     for layer, seconds in sorted(layers.items(), key=lambda item: -item[1]):
