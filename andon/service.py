@@ -661,7 +661,7 @@ class TaskService:
         that its existence does not leak."""
         # An id holding a NUL is no task's (andon's ids are hex), and PostgreSQL could
         # not even be asked about it.
-        known = task_id and "\x00" not in task_id
+        known = task_id and not holds_nul(task_id)
         record = await self.store.get_task(task_id) if known else None
         if record is None or (record.owner != principal.name and not principal.is_admin):
             raise TaskNotFound(f"task {task_id} not found")
@@ -669,7 +669,7 @@ class TaskService:
 
 
 def _check_context_id(context_id: str | None) -> None:
-    if context_id is not None and "\x00" in context_id:
+    if holds_nul(context_id):
         raise InvalidParams(f"contextId must not hold a NUL character ({NUL_ESCAPE})")
 
 
