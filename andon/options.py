@@ -54,8 +54,7 @@ def client_options(*sources: dict[str, Any] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for source in sources:
         options.update(source or {})
-    if holds_nul(options):
-        raise InvalidParams(f"metadata must not hold a NUL character ({NUL_ESCAPE})")
+    refuse_nul("metadata", options)
     taken = sorted(SERVER_KEYS & options.keys())
     if taken:
         raise InvalidParams(f"{', '.join(taken)}: set by andon only, not by a client")
@@ -66,7 +65,10 @@ def client_options(*sources: dict[str, Any] | None) -> dict[str, Any]:
     return options
 
 
-NUL_ESCAPE = "\\u0000"
+def refuse_nul(what: str, value: object) -> None:
+    """InvalidParams when `value` (JSON data) holds a NUL character (see `holds_nul`)."""
+    if holds_nul(value):
+        raise InvalidParams(f"{what} must not hold a NUL character (\\u0000)")
 
 
 def holds_nul(value: object) -> bool:

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from andon.dispatch.base import Dispatcher
-from andon.options import NUL_ESCAPE, RETRY_OF, client_options, holds_nul
+from andon.options import RETRY_OF, client_options, holds_nul, refuse_nul
 from andon.protocol.errors import (
     InvalidParams,
     PushNotificationNotSupported,
@@ -224,7 +224,7 @@ class TaskService:
         self.settings.check_parts(len(message.parts))
         if message.role is not Role.USER:
             raise InvalidParams("message.role must be user")
-        _check_context_id(message.context_id)
+        refuse_nul("contextId", message.context_id)
         if push is not None:
             await self._check_push(push)
         if message.task_id:
@@ -391,7 +391,7 @@ class TaskService:
     ) -> TaskList:
         if not 1 <= page_size <= 100:
             raise InvalidParams("pageSize must be between 1 and 100")
-        _check_context_id(context_id)
+        refuse_nul("contextId", context_id)
         if states is not None and TaskState.WORKING in states:
             states = {*states, TaskState.CANCELING}  # a canceling task still shows working
         try:
@@ -575,7 +575,7 @@ class TaskService:
         Users reach only their own tasks; admins reach everyone's."""
         if ids is None and context_id is None and states is None:
             raise InvalidParams("give ids, contextId or states")
-        _check_context_id(context_id)
+        refuse_nul("contextId", context_id)
         if ids is None:
             wanted = set(states or UNFINISHED_STATES) & UNFINISHED_STATES
             if TaskState.WORKING in wanted:
@@ -642,10 +642,7 @@ class TaskService:
         return self.push
 
     async def _check_push(self, config: PushNotificationConfig) -> None:
-        if holds_nul(config.model_dump()):
-            raise InvalidParams(
-                f"a push notification config must not hold a NUL character ({NUL_ESCAPE})"
-            )
+        refuse_nul("a push notification config", config.model_dump())
         try:
             await self._pusher().settings.policy.check(config.url)
         except RefusedURL as exc:
@@ -666,11 +663,6 @@ class TaskService:
         if record is None or (record.owner != principal.name and not principal.is_admin):
             raise TaskNotFound(f"task {task_id} not found")
         return record
-
-
-def _check_context_id(context_id: str | None) -> None:
-    if holds_nul(context_id):
-        raise InvalidParams(f"contextId must not hold a NUL character ({NUL_ESCAPE})")
 
 
 _STATES = frozenset(state.value for state in TaskState)
