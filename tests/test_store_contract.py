@@ -666,6 +666,25 @@ def test_a_wake_hands_over_appended_events_only_when_none_is_missing() -> None:
         assert wake.appended == []
 
 
+def test_an_event_given_as_stored_text_reads_as_its_data() -> None:
+    """A store may hand an event over as the JSON text it stored (smaller while it
+    waits for its followers): it reads, compares and prints as the decoded data, and
+    is decoded once, so every follower shares one copy."""
+    text = '{"state": "working", "message": {"parts": [{"text": "step 1"}]}}'
+    held = Event("t", 1, "status", text, False, 1.0)
+    given = Event(
+        "t",
+        1,
+        "status",
+        {"state": "working", "message": {"parts": [{"text": "step 1"}]}},
+        False,
+        1.0,
+    )
+    assert held == given and repr(held) == repr(given)
+    assert held.data is held.data
+    assert held != Event("t", 1, "status", '{"state": "completed"}', False, 1.0)
+
+
 async def test_a_follower_sees_each_event_as_stored(store: Store) -> None:
     """What a follower is handed is what a later read gives: the data as stored (JSON),
     not the writer's own objects (a key that is not a string, a tuple)."""

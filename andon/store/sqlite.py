@@ -164,7 +164,7 @@ def _record(row: tuple[Any, ...]) -> TaskRecord:
         epoch=row[4],
         reason=row[5],
         prior_state=TaskState(row[6]) if row[6] else None,
-        status_message=json.loads(row[7]) if row[7] else None,
+        stored_status=row[7],
         metadata=json.loads(row[8]),
         retry_of=row[9],
         timeout=row[10],
@@ -411,8 +411,8 @@ class SQLiteStore(Store):
                 ],
             )
             events = [
-                Event(task.id, 1, "message", json.loads(message_text), False, now),
-                Event(task.id, 2, "status", json.loads(status_text), False, now),
+                Event(task.id, 1, "message", message_text, False, now),
+                Event(task.id, 2, "status", status_text, False, now),
             ]
             return _record(row), events
 
@@ -513,8 +513,7 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, 'status', ?, ?, ?)",
                 (task_id, record.last_seq, text := json.dumps(data), int(target.terminal), now),
             )
-            stored = json.loads(text)
-            return record, Event(task_id, record.last_seq, "status", stored, target.terminal, now)
+            return record, Event(task_id, record.last_seq, "status", text, target.terminal, now)
 
         changed = await self._write(cas)
         if changed is None:
@@ -543,7 +542,7 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, 0, ?)",
                 (task_id, row[0], kind, payload, now),
             )
-            return Event(task_id, row[0], kind, json.loads(payload), False, now)  # as stored
+            return Event(task_id, row[0], kind, payload, False, now)  # as stored
 
         event = await self._write(insert)
         if event is not None:
@@ -575,7 +574,7 @@ class SQLiteStore(Store):
                 " ORDER BY seq LIMIT ?",
                 (task_id, after_seq, with_progress, limit),
             ).fetchall()
-            return [Event(task_id, r[0], r[1], json.loads(r[2]), bool(r[3]), r[4]) for r in rows]
+            return [Event(task_id, r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
         # A short log is read on the loop; past LONG_LOG events, the reader thread reads it.
         events = await self._run(lambda db: read(db, LONG_LOG + 1))
