@@ -100,3 +100,33 @@ def test_the_options_are_checked(tmp_path: Path) -> None:
     assert "--max-connections must be at least 1" in refused(
         ["serve", "--max-connections", "0"], tmp_path
     )
+
+
+# -- the connection's own structures (andon.node.lean_http) ---------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response with a content-length: its status line and its body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    status, *fields = head.decode().split("\r\n")
+    length = next(int(f.split(":")[1]) for f in fields if f.lower().startswith("content-length"))
+    return status.encode(), await asyncio.wait_for(reader.readexactly(length), 10)
+
+
+async def test_pipelined_requests_are_answered_in_order(server: AndonServer) -> None:
+    """Requests sent back to back before any answer wait in the connection's pipeline
+    and are answered first in, first out."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        paths = ["/healthz", "/.well-known/agent-card.json", "/healthz", "/nowhere"]
+        writer.write(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p in paths))
+        answers = [await read_response(reader) for _ in paths]
+    finally:
+        writer.close()
+    assert [status for status, _ in answers] == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 404 Not Found",
+    ]
+    assert b'"name"' in answers[1][1]

@@ -13,6 +13,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from andon.node.lean_http import LeanHttpToolsProtocol
+
 _LATE = b"request headers did not arrive in time"
 REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -21,9 +23,10 @@ REQUEST_TIMEOUT = (
 
 
 def with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, closing connections whose headers are late."""
+    """uvicorn's httptools protocol (made lighter, see lean_http), closing connections
+    whose headers are late."""
 
-    class HeaderDeadline(HttpToolsProtocol):
+    class HeaderDeadline(LeanHttpToolsProtocol):
         header_timeout = seconds
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
