@@ -738,9 +738,8 @@ def task_view(record: TaskRecord, events: list[Event], history_length: int | Non
         metadata["andon.canceling"] = True
     if record.retry_of:
         metadata[RETRY_OF] = record.retry_of
-    status_message = (
-        Message.model_validate(record.status_message) if record.status_message else None
-    )
+    stored_message = record.status_message  # decoded once
+    status_message = Message.model_validate(stored_message) if stored_message else None
     return Task(
         id=record.id,
         context_id=record.context_id,

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with a third less memory for every open connection.
+"""uvicorn's httptools protocol, 2.3 KiB lighter for every open connection.
 
 Each connection holds three asyncio structures that are nearly always empty: the queue
 of pipelined requests, the flow control's "writable" event and the request's "message"
@@ -9,8 +9,9 @@ a connection of its own, is 2,000 connections, 4.6 MiB.
 Here the queue is a list and the events are `Flag`s, which allocate only for a waiter.
 They replace uvicorn's own as each is made (the protocol's, on connection, and the
 request's, once its headers are read), with the behaviour uvicorn uses of them:
-`appendleft`/`pop` (first in, first out) and `set`/`clear`/`is_set`/`wait`. The tests
-pipeline requests and read a large response slowly, the two paths that use them.
+`appendleft`/`pop` (first in, first out) and `set`/`clear`/`is_set`/`wait`.
+tests/test_lean_http.py drives each path that uses them, and fails if a connection
+still holds a deque or an asyncio.Event (a renamed attribute in a new uvicorn).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Pipeline(list[Any]):
 
 
 class LeanHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's protocol with a Pipeline and two Flags in place of its deques."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pipeline = Pipeline()  # type: ignore[assignment]
