@@ -738,8 +738,8 @@ def task_view(record: TaskRecord, events: list[Event], history_length: int | Non
         metadata["andon.canceling"] = True
     if record.retry_of:
         metadata[RETRY_OF] = record.retry_of
-    stored_message = record.status_message  # decoded once
-    status_message = Message.model_validate(stored_message) if stored_message else None
+    status_data = record.status_message  # decoded from the stored text once
+    status_message = Message.model_validate(status_data) if status_data else None
     return Task(
         id=record.id,
         context_id=record.context_id,

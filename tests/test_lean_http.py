@@ -59,35 +59,32 @@ STATE = ServerState()
 async def served() -> AsyncIterator[int]:
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     config.load()
-    state = STATE
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: Recorded(config=config, server_state=state, app_state={}), "127.0.0.1", 0
+        lambda: Recorded(config=config, server_state=STATE, app_state={}), "127.0.0.1", 0
     )
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
-        for connection in list(state.connections):
+        for connection in list(STATE.connections):
             connection.shutdown()
         server.close()
         await server.wait_closed()
 
 
-async def read_response(reader: asyncio.StreamReader) -> bytes:
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response with a content-length: its status line and its body."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    return await asyncio.wait_for(reader.readexactly(length), 10)
+    status, *fields = head.split(b"\r\n")
+    length = next(int(f.split(b":")[1]) for f in fields if f.lower().startswith(b"content-length"))
+    return status, await asyncio.wait_for(reader.readexactly(length), 10)
 
 
 async def test_pipelined_requests_are_answered_first_in_first_out() -> None:
     async with served() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)))
-        answers = [await read_response(reader) for _ in range(5)]
+        answers = [(await read_response(reader))[1] for _ in range(5)]
         writer.close()
     assert answers == [b"/%d " % i for i in range(5)]
 
@@ -105,7 +102,7 @@ async def test_a_connection_holds_no_deque_and_no_asyncio_event() -> None:
         heavy = [k for d in held for k, v in d.items() if isinstance(v, asyncio.Event | deque)]
         assert heavy == []
         writer.write(b".")
-        assert await read_response(reader) == b"/open .."
+        assert await read_response(reader) == (b"HTTP/1.1 200 OK", b"/open ..")
         writer.close()
     Recorded.body_parts = None
 
@@ -117,7 +114,7 @@ async def test_a_body_that_arrives_late_wakes_the_reader() -> None:
         writer.write(b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfirst")
         assert await asyncio.wait_for(parts.get(), 10) == b"first"  # it waits for the rest
         writer.write(b"-last")
-        assert await read_response(reader) == b"/late first-last"
+        assert await read_response(reader) == (b"HTTP/1.1 200 OK", b"/late first-last")
         writer.close()
     Recorded.body_parts = None
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.test_client import AndonServer
+from tests.test_lean_http import read_response
 
 HEADER_TIMEOUT = 3.0
 MAX_CONNECTIONS = 40
@@ -103,14 +104,6 @@ def test_the_options_are_checked(tmp_path: Path) -> None:
 
 
 # -- the connection's own structures (andon.node.lean_http) ---------------------------
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """One HTTP/1.1 response with a content-length: its status line and its body."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    status, *fields = head.decode().split("\r\n")
-    length = next(int(f.split(":")[1]) for f in fields if f.lower().startswith("content-length"))
-    return status.encode(), await asyncio.wait_for(reader.readexactly(length), 10)
 
 
 async def test_pipelined_requests_are_answered_in_order(server: AndonServer) -> None:
