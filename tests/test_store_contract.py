@@ -1008,6 +1008,37 @@ async def test_sqlite_an_answer_waiting_after_a_finished_step_commits_it_at_once
         await store.close()
 
 
+async def test_sqlite_a_waiter_for_the_commit_that_goes_away_leaves_the_others_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Followers of one turn's writes each wait for its commit: one cancelled (a stream
+    whose client left) neither commits early nor keeps the others from their answer."""
+    monkeypatch.setattr(sqlite_store, "TURN_BUDGET", 60.0)
+    path = tmp_path / "waiters.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        record = await in_state(store, S.WORKING)
+        await store.committed()
+
+        async def append_then_wait() -> None:
+            await store.append(record.id, record.epoch, "progress", {})
+            await store.committed()
+
+        waiters = [asyncio.create_task(append_then_wait()) for _ in range(3)]
+        await asyncio.sleep(0)  # all three wrote in one turn, and wait for its commit
+        assert not any(waiter.done() for waiter in waiters)
+        waiters[1].cancel()
+        await asyncio.sleep(0)
+        assert waiters[1].cancelled()
+        assert not waiters[0].done() and not waiters[2].done()
+        assert committed_rows(path, record.id)[1] == record.last_seq
+        await asyncio.wait_for(asyncio.gather(waiters[0], waiters[2]), 10)
+        assert committed_rows(path, record.id)[1] == record.last_seq + 3
+    finally:
+        await store.close()
+
+
 async def test_sqlite_writes_every_turn_are_committed_within_the_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -198,8 +198,11 @@ class SQLiteStore(Store):
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="andon-sqlite")
         self._checkpoints: asyncio.Task[None] | None = None
         self.push = SQLitePushStore(self)
-        self._turn: asyncio.Future[None] | None = None
-        """Set while a transaction is open; done once it is committed."""
+        self._turn: list[asyncio.Future[None]] | None = None
+        """Set while a transaction is open: a future for each caller of `committed`
+        waiting for it, each resolved by its commit. One apiece (not one shared future
+        each shields): a stream that goes away cancels only its own, and a crowd's
+        thousand followers waiting for a turn cost a future each, not four objects."""
         self._writes = 0
         """Writes made by this store: the commit callback compares it turn by turn."""
         self._writes_seen = 0
@@ -218,7 +221,8 @@ class SQLiteStore(Store):
             db.execute("BEGIN IMMEDIATE")
             _writing[self._file] = self
             loop = asyncio.get_running_loop()
-            self._turn = turn = loop.create_future()
+            turn: list[asyncio.Future[None]] = []
+            self._turn = turn
             self._writes_seen, self._began = self._writes, loop.time()
             loop.call_soon(self._commit_when_quiet, turn)
         self._writes += 1
@@ -233,7 +237,7 @@ class SQLiteStore(Store):
         db.execute("RELEASE write")
         return result
 
-    def _commit_when_quiet(self, turn: asyncio.Future[None]) -> None:
+    def _commit_when_quiet(self, turn: list[asyncio.Future[None]]) -> None:
         """Commit after the first turn of the loop that wrote nothing, or once the
         transaction is TURN_BUDGET old: the steps of a short task follow each other a
         turn apart (created, claimed, its output, its end) and share one commit."""
@@ -265,18 +269,23 @@ class SQLiteStore(Store):
             if db is not None and db.in_transaction:
                 db.execute("ROLLBACK")
         finally:
-            turn.set_result(None)  # whatever happened, nobody waits for it forever
+            for waiter in turn:  # whatever happened, nobody waits for it forever
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def committed(self) -> None:
         """Return once every write made so far is committed. With no write since the
         last quiet-turn check, the writes are a finished step's: the waiting answer
         commits them now rather than a turn or two later."""
-        if self._turn is None:
+        turn = self._turn
+        if turn is None:
             return
         if self._writes == self._writes_seen:
             self._commit()
             return
-        await asyncio.shield(self._turn)
+        waiter = asyncio.get_running_loop().create_future()
+        turn.append(waiter)
+        await waiter
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A point read, on the loop's thread: it sees this turn's writes, committed or
