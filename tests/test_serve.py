@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import pty
 import select
@@ -20,10 +21,11 @@ import pytest
 from andon.client import AndonClient
 from andon.client.api import StreamEvent
 from andon.client.errors import StreamLost
+from andon.node import parts
 from andon.protocol.types import TaskState, TaskStatusUpdateEvent
 from andon.runtime.keeper import live_members, running
 from andon.store.sqlite import SQLiteStore
-from tests.helpers import children_of, process_group_alive
+from tests.helpers import children_of, eventually, process_group_alive
 
 HEADERS = {"A2A-Version": "1.0"}
 
@@ -385,3 +387,31 @@ def test_a_server_loads_prometheus_client_at_its_first_scrape_and_counts_from_it
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+async def test_an_andon_process_collects_young_objects_less_often_as_its_heap_grows() -> None:
+    """tune_collector, as `andon serve` and `andon worker` call it once started: the
+    young generation's threshold starts at YOUNG_COLLECTION_EVERY and follows the heap
+    (a crowd's), back down as the heap shrinks."""
+    saved = gc.get_threshold()
+    try:
+        before = sys.getallocatedblocks()
+        parts.tune_collector()
+        after = sys.getallocatedblocks()
+        young, middle, oldest = gc.get_threshold()
+        assert (middle, oldest) == (10, parts.OLDEST_COLLECTION_EVERY)
+        floor = parts.YOUNG_COLLECTION_EVERY
+        share = parts.HEAP_PER_YOUNG_OBJECT
+        assert (
+            max(floor, min(before, after) // share)
+            <= young
+            <= max(floor, max(before, after) // share)
+        )
+        heap = [[n] for n in range(3_000_000)]  # a million blocks and more
+        raised = max(floor, after // share) + 1_000_000 // share
+        await eventually(lambda: gc.get_threshold()[0] >= raised, message="threshold raised")
+        del heap
+        await eventually(lambda: gc.get_threshold()[0] < raised, message="threshold lowered")
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
