@@ -200,9 +200,10 @@ class SQLiteStore(Store):
         self.push = SQLitePushStore(self)
         self._turn: list[asyncio.Future[None]] | None = None
         """Set while a transaction is open: a future for each caller of `committed`
-        waiting for it, each resolved by its commit. One apiece (not one shared future
-        each shields): a stream that goes away cancels only its own, and a crowd's
-        thousand followers waiting for a turn cost a future each, not four objects."""
+        waiting for it, each resolved by its commit. One apiece rather than one shared
+        future each shields: a stream that goes away cancels only its own, and each of a
+        crowd's thousand followers waiting for a turn costs a future, not a shield's outer
+        future, two done-callbacks and two context copies."""
         self._writes = 0
         """Writes made by this store: the commit callback compares it turn by turn."""
         self._writes_seen = 0
